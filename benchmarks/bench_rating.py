@@ -1,0 +1,202 @@
+"""Rating speed on a real-sized deck: plan build, lookup and rate() against baselines.
+
+    python benchmarks/bench_rating.py [--prefixes PATH] [--cdrs 1000000] [--repeat 3]
+
+Builds a plan from the 287,454 E.164 geographic prefixes of libphonenumber (made-up
+prices), then times, on one core, in the same run:
+
+* plan build (Rate objects, then RatePlan) and its peak memory (tracemalloc, separate pass);
+* ``plan.lookup`` per second against two baselines: pygtrie's own
+  ``CharTrie.longest_prefix`` and a dict-per-prefix-length loop (probe the longest
+  length first, return the value of the first hit);
+* ``rate()`` CDRs per second.
+
+Each timing is the best of ``--repeat`` runs: the machine is shared, and the minimum
+is the figure least disturbed by other work. Nothing here is asserted; it prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import gzip
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pygtrie  # type: ignore[import-untyped]
+
+from cdrrating import CDR, Rate, RatePlan, rate
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PREFIXES = ROOT.parent / "shared" / "data" / "e164-prefixes" / "geocode_prefixes.csv.gz"
+AT = datetime(2026, 10, 1, 12, tzinfo=UTC)
+
+
+def load_prefixes(path: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [row["prefix"] for row in csv.DictReader(fh)]
+
+
+def make_rates(prefixes: Sequence[str]) -> list[Rate]:
+    rng = random.Random(1)
+    increments = [(60, 60), (30, 6), (1, 1), (60, 1)]
+    # Prices and increments drawn first, so the timed part is Rate construction only.
+    drawn = [(rng.randint(1_000, 400_000), *rng.choice(increments)) for _ in prefixes]
+    return build_rates(prefixes, drawn)
+
+
+def build_rates(prefixes: Sequence[str], drawn: Sequence[tuple[int, int, int]]) -> list[Rate]:
+    return [
+        Rate(prefix, price, initial_seconds=initial, increment_seconds=inc)
+        for prefix, (price, initial, inc) in zip(prefixes, drawn, strict=True)
+    ]
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--prefixes", type=Path, default=DEFAULT_PREFIXES)
+    parser.add_argument(
+        "--cdrs", type=int, default=1_000_000, help="lookups and rate() calls (default 1,000,000)"
+    )
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    prefixes = load_prefixes(args.prefixes)
+    n = args.cdrs
+    rng = random.Random(7)
+    numbers = [
+        p + "".join(rng.choices("0123456789", k=max(1, 12 - len(p))))
+        for p in rng.choices(prefixes, k=n)
+    ]
+
+    # -- build ---------------------------------------------------------------------------
+    rates = make_rates(prefixes)
+    drawn = [(r.per_minute_micros, r.initial_seconds, r.increment_seconds) for r in rates]
+    t_rates = best_of(args.repeat, lambda: build_rates(prefixes, drawn))
+    plan_holder: list[RatePlan] = []
+    t_plan = best_of(args.repeat, lambda: plan_holder.append(RatePlan(rates, currency="EUR")))
+    plan = plan_holder[-1]
+    del plan_holder[:-1]
+    gc.collect()
+    tracemalloc.start()
+    RatePlan(make_rates(prefixes), currency="EUR")
+    peak_total = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    tracemalloc.start()
+    RatePlan(rates, currency="EUR")
+    peak_plan = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    t_trie = best_of(1, lambda: plan.rates_under("44"))  # first structural query builds the trie
+
+    # -- lookup --------------------------------------------------------------------------
+    trie = pygtrie.CharTrie()
+    for r in rates:
+        trie[r.prefix] = r
+    by_length: dict[int, dict[str, Rate]] = {}
+    for r in rates:
+        by_length.setdefault(len(r.prefix), {})[r.prefix] = r
+    lengths = sorted(by_length, reverse=True)
+    tables = [(length, by_length[length]) for length in lengths]
+
+    # The baseline is a function, as plan.lookup is: both are "a callable that answers
+    # one number", so the comparison includes one call per lookup on each side.
+    def dict_lookup(number: str) -> Rate | None:
+        for length, table in tables:
+            found = table.get(number[:length])
+            if found is not None:
+                return found
+        return None
+
+    def dict_loop() -> None:
+        for number in numbers:
+            dict_lookup(number)
+
+    def pygtrie_loop() -> None:
+        longest = trie.longest_prefix
+        for number in numbers:
+            longest(number)
+
+    def plan_loop() -> None:
+        lookup = plan.lookup
+        for number in numbers:
+            lookup(number, AT)
+
+    # Same answers, or the comparison means nothing.
+    for number in numbers[:20_000]:
+        expected = trie.longest_prefix(number).value
+        assert plan.lookup(number, AT) is expected, number
+
+    t_dict = best_of(args.repeat, dict_loop)
+    t_pygtrie = best_of(args.repeat, pygtrie_loop)
+    t_lookup = best_of(args.repeat, plan_loop)
+
+    # -- rate() --------------------------------------------------------------------------
+    pool = min(n, 200_000)  # distinct CDR objects, cycled: 1M CDRs would mostly measure memory
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    cdrs = [
+        CDR(
+            call_id=f"b{i}",
+            started_at=start + timedelta(seconds=i),
+            destination_number=numbers[i],
+            billsec=rng.randint(1, 600),
+            duration=700,
+        )
+        for i in range(pool)
+    ]
+    rounds, rest = divmod(n, pool)
+
+    def rate_loop() -> None:
+        for _ in range(rounds):
+            for cdr in cdrs:
+                rate(cdr, plan)
+        for cdr in cdrs[:rest]:
+            rate(cdr, plan)
+
+    t_rate = best_of(args.repeat, rate_loop)
+
+    def per_s(seconds: float) -> str:
+        return f"{n / seconds:,.0f}/s"
+
+    print(
+        f"cdrrating rating benchmark: {len(prefixes):,} prefixes, {n:,} numbers/CDRs, "
+        f"best of {args.repeat}, Python {sys.version.split()[0]}"
+    )
+    print()
+    print(f"{'measure':<44}{'value':>16}  {'vs dict loop':>12}")
+    print("-" * 74)
+    rows = [
+        ("Rate objects from the deck", f"{t_rates:.2f}s", ""),
+        ("RatePlan build (from Rate objects)", f"{t_plan:.2f}s", ""),
+        ("  build total (rates + plan)", f"{t_rates + t_plan:.2f}s", ""),
+        ("  peak memory: plan build", f"{peak_plan / 1e6:.0f}MB", ""),
+        ("  peak memory: rates + plan", f"{peak_total / 1e6:.0f}MB", ""),
+        ("  prefix trie, built on first rates_under()", f"{t_trie:.2f}s", ""),
+        ("lookup: dict-per-length loop (baseline)", per_s(t_dict), "1.00x"),
+        ("lookup: pygtrie CharTrie.longest_prefix", per_s(t_pygtrie), f"{t_dict / t_pygtrie:.2f}x"),
+        ("lookup: plan.lookup (normalises, windows)", per_s(t_lookup), f"{t_dict / t_lookup:.2f}x"),
+        ("rate(cdr, plan)", per_s(t_rate), ""),
+    ]
+    for label, value, ratio in rows:
+        print(f"{label:<44}{value:>16}  {ratio:>12}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""cdrrating: exact, explainable rating of call detail records.
+
+The public names are re-exported here; implementation lives in modules named for what
+they hold (``money``, ``cdr``, ``rates``, ``plan``, ``rating``). Importing this package
+imports no optional dependency.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from cdrrating.cdr import CDR, Direction, Disposition
+from cdrrating.errors import CdrRatingError, Conflict, NotFound, PlanError, ValidationError
+from cdrrating.money import MICROS_PER_UNIT, Rounding, format_micros, round_micros, to_micros
+from cdrrating.plan import Finding, RatePlan, normalise_number
+from cdrrating.rates import Rate, RateStatus, Tier, parse_increment
+from cdrrating.rating import (
+    BatchResult,
+    Charge,
+    ChargeStatus,
+    CostChange,
+    DestinationTotal,
+    Rater,
+    Reason,
+    RowError,
+    rate,
+)
+from cdrrating.schedule import BandPolicy, BandSegment, Schedule
+
+try:
+    __version__ = version("cdrrating")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    from cdrrating._version import __version__
+
+__all__ = [
+    "CDR",
+    "MICROS_PER_UNIT",
+    "BandPolicy",
+    "BandSegment",
+    "BatchResult",
+    "CdrRatingError",
+    "Charge",
+    "ChargeStatus",
+    "Conflict",
+    "CostChange",
+    "DestinationTotal",
+    "Direction",
+    "Disposition",
+    "Finding",
+    "NotFound",
+    "PlanError",
+    "Rate",
+    "RatePlan",
+    "RateStatus",
+    "Rater",
+    "Reason",
+    "Rounding",
+    "RowError",
+    "Schedule",
+    "Tier",
+    "ValidationError",
+    "__version__",
+    "format_micros",
+    "normalise_number",
+    "parse_increment",
+    "rate",
+    "round_micros",
+    "to_micros",
+]

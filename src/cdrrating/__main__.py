@@ -1,0 +1,7 @@
+"""``python -m cdrrating`` runs the command line."""
+
+import sys
+
+from cdrrating.cli import main
+
+sys.exit(main())

@@ -1,0 +1,436 @@
+"""Schedules: when a rate is in force (weekdays, time of day, dates, holidays).
+
+A :class:`Schedule` is a conjunction of conditions on the *local* date and wall-clock
+time of an instant, read in the plan's time zone (rating-rules §6). Every condition is
+tested on the instant itself: a window ``20:00-08:00`` on ``Fri`` covers Friday
+00:00-08:00 and Friday 20:00-24:00, not Saturday morning (give Saturday its own rate).
+Wall-clock time is what the clock on the wall shows, so a window ``08:00-20:00`` is
+right on both sides of a daylight-saving change; on the night the clocks go back a
+window that contains the repeated hour is in force for both of its occurrences, and a
+window that starts in the missing hour starts when the clocks jump past it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, time
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from cdrrating.errors import ValidationError
+
+if TYPE_CHECKING:
+    from cdrrating.rates import Rate
+
+__all__ = ["BandPolicy", "BandSegment", "Schedule"]
+
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_DAY_ALIASES: dict[str, int] = {}
+for _i, _name in enumerate(calendar.day_name):
+    _DAY_ALIASES[_name.lower()] = _i
+    _DAY_ALIASES[_name[:3].lower()] = _i
+    _DAY_ALIASES[_name[:2].lower()] = _i
+_DAY_ALIASES["tues"] = 1
+_DAY_ALIASES["thur"] = _DAY_ALIASES["thurs"] = 3
+
+ALL_DAYS = frozenset(range(7))
+_DAY = 86_400
+
+
+class BandPolicy(enum.StrEnum):
+    """How a plan prices a call that crosses a band (rating-rules §6).
+
+    ``split`` (the default): every step is priced by the rate in force at the step's
+    start. ``start``: the rate in force at the answer time prices the whole call.
+    """
+
+    SPLIT = "split"
+    START = "start"
+
+    @classmethod
+    def parse(cls, value: BandPolicy | str, field: str = "band_policy") -> BandPolicy:
+        if isinstance(value, BandPolicy):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        raise ValidationError(field, value, "one of split, start")
+
+
+# -- converters (lossless normalisation only) -----------------------------------------------
+
+
+def _parse_days(text: str, field: str) -> frozenset[int]:
+    days: set[int] = set()
+    spec = text.strip().lower()
+    if spec in ("*", "all", "daily", "every day"):
+        return ALL_DAYS
+    for part in re.split(r"\s*[,;]\s*", spec):
+        ends = [p.strip() for p in part.split("-")]
+        if len(ends) not in (1, 2) or not all(e in _DAY_ALIASES for e in ends):
+            raise ValidationError(
+                field, text, "weekday names such as 'Mon-Fri', 'Sat,Sun' or 'all'"
+            )
+        first, last = _DAY_ALIASES[ends[0]], _DAY_ALIASES[ends[-1]]
+        day = first
+        days.add(day)
+        while day != last:  # 'Fri-Mon' wraps through the weekend
+            day = (day + 1) % 7
+            days.add(day)
+    return frozenset(days)
+
+
+def _to_weekdays(value: Any) -> frozenset[int]:
+    if isinstance(value, frozenset) and value <= ALL_DAYS:
+        return value
+    if isinstance(value, str):
+        return _parse_days(value, "weekdays")
+    try:
+        days = frozenset(value)
+    except TypeError:
+        raise ValidationError(
+            "weekdays", value, "weekday numbers 0 (Monday) to 6 (Sunday), or text like 'Mon-Fri'"
+        ) from None
+    for day in days:
+        if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= 6:
+            raise ValidationError(
+                "weekdays", value, "weekday numbers 0 (Monday) to 6 (Sunday), as date.weekday()"
+            )
+    return days
+
+
+_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def _parse_time(text: str, field: str) -> time:
+    match = _TIME.fullmatch(text.strip())
+    if match is not None:
+        h, m, s = int(match[1]), int(match[2]), int(match[3] or 0)
+        if (h, m, s) == (24, 0, 0):
+            return time(0)  # "24:00" ends a window at midnight
+        if h < 24 and m < 60 and s < 60:
+            return time(h, m, s)
+    raise ValidationError(field, text, "a time of day such as '08:00', '20:30:00' or '24:00'")
+
+
+def _to_start(value: Any) -> time:
+    return _parse_time(value, "start") if isinstance(value, str) else value
+
+
+def _to_end(value: Any) -> time:
+    return _parse_time(value, "end") if isinstance(value, str) else value
+
+
+def _parse_date(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValidationError(field, text, "an ISO date such as 2026-12-25") from None
+
+
+def _to_date_ranges(value: Any) -> tuple[tuple[date, date], ...]:
+    if value == ():
+        return ()
+    if isinstance(value, str):
+        ranges = []
+        for part in re.split(r"\s*[,;]\s*", value.strip()):
+            ends = part.split("..")
+            if len(ends) > 2:
+                raise ValidationError(
+                    "dates", value, "dates or ranges such as '2026-12-24..2026-12-26'"
+                )
+            ranges.append((_parse_date(ends[0], "dates"), _parse_date(ends[-1], "dates")))
+        return tuple(sorted(ranges))
+    out: list[tuple[date, date]] = []
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValidationError(
+            "dates", value, "a sequence of dates or (first, last) pairs"
+        ) from None
+    for item in items:
+        pair = (item, item) if isinstance(item, date) else item
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise ValidationError("dates", value, "a sequence of dates or (first, last) pairs")
+        out.append((pair[0], pair[1]))
+    return tuple(sorted(out))
+
+
+def _to_names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [p for p in re.split(r"\s*,\s*", value.strip()) if p]
+    try:
+        names = tuple(sorted(set(value)))
+    except TypeError:
+        raise ValidationError("holidays", value, "holiday calendar names (str)") from None
+    for name in names:
+        if not isinstance(name, str) or not name or len(name) > 64:
+            raise ValidationError("holidays", value, "holiday calendar names (non-empty str)")
+    return names
+
+
+def _seconds(t: time) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
+
+
+@attrs.frozen(kw_only=True)
+class Schedule:
+    """When a rate is in force, read in its plan's time zone (rating-rules §6).
+
+    An instant is covered when every condition holds for its local date and wall-clock
+    time: its weekday is in ``weekdays`` (0 = Monday, as ``date.weekday()``; text such
+    as ``"Mon-Fri"`` is accepted); its time of day is in ``[start, end)`` (``end <=
+    start`` wraps midnight; ``start == end``, the default, is the whole day); its date
+    lies in one of the inclusive ``dates`` ranges (none: any date); it is a date of one
+    of the plan's holiday calendars named in ``only_holidays`` (none: any date); and it
+    is not a date of a calendar named in ``except_holidays``.
+
+    ``Schedule.parse("Mon-Fri 08:00-20:00 except:DE")`` reads the compact form that
+    ``str(schedule)`` writes.
+    """
+
+    weekdays: frozenset[int] = attrs.field(default=ALL_DAYS, converter=_to_weekdays)
+    start: time = attrs.field(default=time(0), converter=_to_start)
+    end: time = attrs.field(default=time(0), converter=_to_end)
+    dates: tuple[tuple[date, date], ...] = attrs.field(default=(), converter=_to_date_ranges)
+    only_holidays: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    except_holidays: tuple[str, ...] = attrs.field(default=(), converter=_to_names)
+    # Derived for the rating path: the window in seconds of the day.
+    _start_s: int = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _end_s: int = attrs.field(init=False, eq=False, hash=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.weekdays:
+            raise ValidationError("weekdays", set(), "at least one weekday")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if not isinstance(value, time) or value.tzinfo is not None or value.microsecond:
+                raise ValidationError(
+                    name,
+                    value,
+                    "a naive datetime.time in whole seconds (the plan's time zone applies)",
+                )
+        for first, last in self.dates:
+            for value in (first, last):
+                if not isinstance(value, date) or isinstance(value, datetime):
+                    raise ValidationError("dates", value, "a datetime.date (not a datetime)")
+            if last < first:
+                raise ValidationError("dates", (first, last), "ranges with first <= last")
+        both = set(self.only_holidays) & set(self.except_holidays)
+        if both:
+            raise ValidationError(
+                "except_holidays", sorted(both), "calendars not also named in only_holidays"
+            )
+        object.__setattr__(self, "_start_s", _seconds(self.start))
+        object.__setattr__(self, "_end_s", _seconds(self.end))
+
+    @property
+    def calendars(self) -> tuple[str, ...]:
+        """Every holiday calendar the schedule names."""
+        return tuple(sorted({*self.only_holidays, *self.except_holidays}))
+
+    def covers_local(self, day: date, seconds: int, holidays: Mapping[str, Any]) -> bool:
+        """Whether a local date and second of the day (wall clock) are covered, given
+        the plan's holiday calendars (name → set of dates)."""
+        if day.weekday() not in self.weekdays:
+            return False
+        s, e = self._start_s, self._end_s
+        if s < e:
+            if not s <= seconds < e:
+                return False
+        elif s > e and e <= seconds < s:
+            return False
+        if self.dates and not any(a <= day <= b for a, b in self.dates):
+            return False
+        if self.only_holidays and not any(day in holidays[n] for n in self.only_holidays):
+            return False
+        return not any(day in holidays[n] for n in self.except_holidays)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.weekdays != ALL_DAYS:
+            parts.append(_days_text(self.weekdays))
+        if self._start_s != self._end_s:
+            end = "24:00" if self._end_s == 0 else _time_text(self.end)
+            parts.append(f"{_time_text(self.start)}-{end}")
+        if self.dates:
+            parts.append(
+                ",".join(
+                    a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}"
+                    for a, b in self.dates
+                )
+            )
+        if self.only_holidays:
+            parts.append("only:" + ",".join(self.only_holidays))
+        if self.except_holidays:
+            parts.append("except:" + ",".join(self.except_holidays))
+        return " ".join(parts) or "always"
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        """Read the compact form: space-separated weekdays (``Mon-Fri``, ``Sat,Sun``),
+        a time window (``08:00-20:00``, ``20:00-08:00``), dates (``2026-12-24..2026-12-26``),
+        ``only:NAME[,NAME]`` and ``except:NAME[,NAME]`` (holiday calendars); ``always``
+        is a schedule with no condition."""
+        if not isinstance(text, str):
+            raise ValidationError("schedule", text, "a schedule text such as 'Mon-Fri 08:00-20:00'")
+        kwargs: dict[str, Any] = {}
+        for token in text.split():
+            lower = token.lower()
+            if lower == "always":
+                continue
+            if lower.startswith(("only:", "except:")):
+                key = "only_holidays" if lower.startswith("only:") else "except_holidays"
+                kwargs[key] = (*kwargs.get(key, ()), *_to_names(token.split(":", 1)[1]))
+            elif re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?-\d{1,2}:\d{2}(:\d{2})?", token):
+                first, last = token.split("-")
+                kwargs["start"] = _parse_time(first, "schedule")
+                kwargs["end"] = _parse_time(last, "schedule")
+            elif re.fullmatch(r"[\d.,;-]+", token):
+                kwargs["dates"] = (*kwargs.get("dates", ()), *_to_date_ranges(token))
+            else:
+                try:
+                    kwargs["weekdays"] = _parse_days(token, "schedule")
+                except ValidationError:
+                    raise ValidationError(
+                        "schedule",
+                        text,
+                        "weekdays ('Mon-Fri'), a window ('08:00-20:00'), dates "
+                        "('2026-12-24..2026-12-26'), 'only:DE' or 'except:DE'",
+                    ) from None
+        return cls(**kwargs)
+
+
+def _days_text(days: frozenset[int]) -> str:
+    # Runs of consecutive days as "Mon-Fri"; a run through Sunday into Monday is kept
+    # apart ("Mon,Sat-Sun") so that the text reads in calendar order.
+    runs: list[tuple[int, int]] = []
+    for day in sorted(days):
+        if runs and runs[-1][1] == day - 1:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return ",".join(
+        _DAY_NAMES[a] if a == b else f"{_DAY_NAMES[a]}-{_DAY_NAMES[b]}" for a, b in runs
+    )
+
+
+def _time_text(t: time) -> str:
+    return t.strftime("%H:%M:%S" if t.second else "%H:%M")
+
+
+_SCHEDULE_COLUMNS = (
+    "schedule",
+    "weekdays",
+    "days",
+    "hours",
+    "time_window",
+    "time_from",
+    "time_until",
+    "dates",
+    "only_holidays",
+    "except_holidays",
+)
+
+
+def schedule_from_row(data: Mapping[str, Any]) -> Schedule | None:
+    """The schedule of a rate-deck row (lower-cased keys, blanks removed), or None.
+
+    A ``schedule`` column in the compact form, or separate columns: ``weekdays``
+    (``days``), ``hours`` (``time_window``, ``"08:00-20:00"``) or ``time_from`` and
+    ``time_until``, ``dates``, ``only_holidays``, ``except_holidays``.
+    """
+    if not any(key in data for key in _SCHEDULE_COLUMNS):
+        return None
+    if "schedule" in data:
+        others = [k for k in _SCHEDULE_COLUMNS[1:] if k in data]
+        if others:
+            raise ValidationError(
+                "schedule", data["schedule"], f"either a schedule column or {others}, not both"
+            )
+        return Schedule.parse(str(data["schedule"]))
+    kwargs: dict[str, Any] = {}
+    days = data.get("weekdays", data.get("days"))
+    if days is not None:
+        kwargs["weekdays"] = _parse_days(str(days), "weekdays")
+    window = data.get("hours", data.get("time_window"))
+    if window is not None:
+        ends = str(window).split("-")
+        if len(ends) != 2:
+            raise ValidationError("hours", window, "a window such as '08:00-20:00'")
+        kwargs["start"] = _parse_time(ends[0], "hours")
+        kwargs["end"] = _parse_time(ends[1], "hours")
+    for key, name in (("time_from", "start"), ("time_until", "end")):
+        if key in data:
+            kwargs[name] = _parse_time(str(data[key]), key)
+    for key in ("dates", "only_holidays", "except_holidays"):
+        if key in data:
+            kwargs[key] = str(data[key])
+    return Schedule(**kwargs)
+
+
+def to_holidays(value: Any) -> Mapping[str, frozenset[date]]:
+    """The plan's ``holidays`` argument as name → frozenset of dates (ISO text accepted)."""
+    if isinstance(value, Mapping) and all(
+        isinstance(v, frozenset) and all(type(d) is date for d in v) for v in value.values()
+    ):
+        items = value
+    else:
+        if not isinstance(value, Mapping):
+            raise ValidationError(
+                "holidays", value, "a mapping of calendar name to dates, e.g. {'DE': [...]}"
+            )
+        items = {}
+        for name, dates in value.items():
+            if isinstance(dates, str | date):
+                raise ValidationError(f"holidays[{name!r}]", dates, "a collection of dates")
+            try:
+                listed = list(dates)
+            except TypeError:
+                raise ValidationError(
+                    f"holidays[{name!r}]", dates, "a collection of dates"
+                ) from None
+            out = set()
+            for item in listed:
+                d = _parse_date(item, f"holidays[{name!r}]") if isinstance(item, str) else item
+                if not isinstance(d, date) or isinstance(d, datetime):
+                    raise ValidationError(f"holidays[{name!r}]", d, "a datetime.date")
+                out.add(d)
+            items[name] = frozenset(out)
+    for name in items:
+        if not isinstance(name, str) or not name:
+            raise ValidationError("holidays", name, "calendar names as non-empty str")
+    return dict(items)
+
+
+# -- what a priced call reports ---------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class BandSegment:
+    """The steps of one call that one rate priced (``Charge.bands()``).
+
+    A call that crosses no band is one segment. ``amount`` is exact (micros, a
+    :class:`~fractions.Fraction`) and excludes the connection fee; the charge's exact
+    sum is the fee plus every segment's amount, rounded once.
+    """
+
+    rate: Rate
+    starts_at: datetime  # the start of the segment's first step
+    first_second: int  # its billed position (seconds after the answer)
+    billed_seconds: int
+    steps: int
+    amount: Fraction
+    runs: tuple[tuple[int, int, int, int], ...] = attrs.field(repr=False)
+    # (start position, steps, step length, per-minute micros) per run of equal steps
+
+    @property
+    def end_second(self) -> int:
+        return self.first_second + self.billed_seconds

@@ -1,0 +1,867 @@
+"""The repository contract: one pytest suite every storage adapter must pass.
+
+Subclass :class:`CDRRepositoryContract` / :class:`RateRepositoryContract` in a test
+module and provide a fixture that builds an *empty* repository::
+
+    from cdrrating.testing.contract import CDRRepositoryContract
+
+    class TestMyCDRRepository(CDRRepositoryContract):
+        @pytest.fixture
+        def make_cdr_repository(self):
+            def make(*, clock, cursor_key):
+                return MyCDRRepository(clock=clock, cursor_key=cursor_key)
+            return make
+
+The in-memory adapter is the reference: results (including ordering ties, Unicode and
+case-insensitive search) must be identical on every adapter. Needs pytest.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import attrs
+import pytest
+
+from cdrrating.cdr import CDR
+from cdrrating.errors import Conflict, NotFound, ValidationError
+from cdrrating.plan import RatePlan
+from cdrrating.rates import Rate, Tier
+from cdrrating.rating import ChargeStatus, Reason, rate
+from cdrrating.repository import (
+    MAX_LIMIT,
+    CDRRepository,
+    Page,
+    Query,
+    RateRepository,
+    StoredCDR,
+)
+
+__all__ = ["HOSTILE_TEXT", "CDRRepositoryContract", "FakeClock", "RateRepositoryContract"]
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+KEY = b"contract-suite-cursor-key-0123456789"
+
+#: Text that breaks naive SQL, LIKE patterns, CSV, JSON and collations; every adapter
+#: must store and search these unchanged.
+HOSTILE_TEXT: tuple[str, ...] = (
+    "Robert'); DROP TABLE cdrrating_cdrs;--",
+    "\"double\" 'single' `back`",
+    "100% _under_ score",
+    "back\\slash \\% \\_",
+    "slash/escape//",
+    "tab\tnew\nline\r",
+    "trailing space ",
+    " leading space",
+    "ÄÖÜ straße ΣΊΣΥΦΟΣ",
+    "emoji 📞☎️ 𝄞",
+    "日本語の番号",
+    "semi;colon,comma",
+    "$where: {'$gt': ''}",
+)
+
+
+class FakeClock:
+    """A clock that moves only when told: ``created_at``, ``updated_at`` and prune
+    cut-offs become exact. Thread-safe."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        with self._lock:
+            self.now += timedelta(**delta)
+            return self.now
+
+
+class _CDRFactory(Protocol):
+    def __call__(self, *, clock: FakeClock, cursor_key: bytes) -> CDRRepository: ...
+
+
+class _RateFactory(Protocol):
+    def __call__(self, *, clock: FakeClock, cursor_key: bytes) -> RateRepository: ...
+
+
+def cdr(n: int | str, **kw: Any) -> CDR:
+    kw.setdefault("started_at", T0 + timedelta(minutes=int(n) if isinstance(n, int) else 0))
+    kw.setdefault("destination_number", f"4420{n}")
+    kw.setdefault("billsec", 60)
+    return CDR(call_id=f"call-{n}" if isinstance(n, int) else n, **kw)
+
+
+def ids(page: Page[StoredCDR] | Sequence[StoredCDR]) -> list[str]:
+    return [s.call_id for s in page]
+
+
+def all_pages(repo: CDRRepository, query: Query) -> list[list[str]]:
+    pages = []
+    page = repo.query(query)
+    pages.append(ids(page))
+    while page.next_cursor is not None:
+        page = repo.query(query.after(page.next_cursor))
+        pages.append(ids(page))
+    return pages
+
+
+class CDRRepositoryContract:
+    """Behaviour every :class:`~cdrrating.repository.CDRRepository` must show.
+
+    Provide a ``make_cdr_repository`` fixture returning a callable
+    ``(clock=..., cursor_key=...) -> CDRRepository`` that gives an empty repository.
+    """
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock(T0 + timedelta(days=30))
+
+    @pytest.fixture
+    def repo(self, make_cdr_repository: _CDRFactory, clock: FakeClock) -> CDRRepository:
+        return make_cdr_repository(clock=clock, cursor_key=KEY)
+
+    # -- writes and reads ------------------------------------------------------------------
+
+    def test_add_then_get_round_trips(self, repo: CDRRepository, clock: FakeClock) -> None:
+        original = cdr(
+            1,
+            caller_number="+44 7700 900123",
+            direction="inbound",
+            disposition="ANSWERED",
+            answered_at=T0 + timedelta(minutes=1, seconds=3),
+            ended_at=T0 + timedelta(minutes=2, seconds=5, microseconds=123_456),
+            billsec=62,
+            duration=66,
+            tenant="acme",
+            extension="201",
+            currency="EUR",
+            hangup_cause="NORMAL_CLEARING",
+            queue_id="q1",
+            agent_id="a1",
+            cost_micros=12_345,
+            extra={"trunk": "t1", "tags": ["a", "b"], "n": 3},
+        )
+        stored = repo.add(original)
+        assert stored.cdr == original
+        assert stored.created_at == stored.updated_at == clock()
+        assert stored.status is None
+        assert stored.reason is None
+        assert not stored.in_progress
+        fetched = repo.get("call-1")
+        assert fetched == stored
+        assert fetched.cdr.extra == {"trunk": "t1", "tags": ["a", "b"], "n": 3}
+        assert fetched.cdr.started_at.utcoffset() == timedelta(0)
+
+    def test_add_a_charge_stores_the_rating_outcome(self, repo: CDRRepository) -> None:
+        plan = RatePlan([Rate("44", 1_000_000)], currency="EUR")
+        charged = repo.add(rate(cdr(1, billsec=61), plan))
+        unrated = repo.add(rate(cdr(2, destination_number="1555"), plan))
+        assert unrated.status is ChargeStatus.UNRATED
+        assert (charged.status, charged.reason) == (ChargeStatus.RATED, None)
+        assert (charged.cdr.cost_micros, charged.cdr.currency) == (1_016_667, "EUR")
+        again = repo.get("call-2")
+        assert (again.status, again.reason, again.cdr.cost_micros) == (
+            ChargeStatus.UNRATED,
+            Reason.NO_RATE,
+            None,
+        )
+
+    def test_add_twice_is_a_conflict(self, repo: CDRRepository) -> None:
+        repo.add(cdr(1))
+        with pytest.raises(Conflict, match="call-1"):
+            repo.add(cdr(1, billsec=5))
+        assert repo.get("call-1").cdr.billsec == 60
+
+    @pytest.mark.parametrize("bad_id", ["nope", "", 42, None, b"call-1", "x" * 300])
+    def test_get_unknown_or_other_kind_of_id_is_not_found(
+        self, repo: CDRRepository, bad_id: Any
+    ) -> None:
+        repo.add(cdr(1))
+        with pytest.raises(NotFound):
+            repo.get(bad_id)
+
+    def test_tenant_scoping_hides_other_tenants(self, repo: CDRRepository) -> None:
+        repo.add(cdr(1, tenant="a"))
+        assert repo.get("call-1", tenant="a").cdr.tenant == "a"
+        with pytest.raises(NotFound):
+            repo.get("call-1", tenant="b")
+        with pytest.raises(NotFound):
+            repo.delete("call-1", tenant="b")
+        with pytest.raises(NotFound):
+            repo.update("call-1", {"billsec": 1}, tenant="b")
+        assert repo.count() == 1
+
+    def test_ids_differing_in_case_or_trailing_space_are_distinct(
+        self, repo: CDRRepository
+    ) -> None:
+        for call_id in ("abc", "ABC", "abc ", "Abc"):
+            repo.add(cdr(call_id, started_at=T0))
+        assert repo.count() == 4
+        assert repo.get("abc ").call_id == "abc "
+        assert ids(repo.query(Query(order="asc"))) == sorted(["abc", "ABC", "abc ", "Abc"])
+
+    # -- bulk --------------------------------------------------------------------------------
+
+    def test_add_many_stores_all(self, repo: CDRRepository) -> None:
+        assert repo.add_many(cdr(i) for i in range(250)) == 250
+        assert repo.count() == 250
+        assert repo.add_many([]) == 0
+
+    def test_add_many_with_an_invalid_row_writes_nothing_and_names_it(
+        self, repo: CDRRepository
+    ) -> None:
+        rows: list[Any] = [cdr(i) for i in range(5)]
+        rows.insert(3, {"call_id": "bad", "started_at": "2026-03-02T10:00:00Z"})
+        with pytest.raises(ValidationError) as info:
+            repo.add_many(rows)
+        assert info.value.field.startswith("records[3]")
+        assert "records[3]" in str(info.value)
+        assert repo.count() == 0
+
+    def test_add_many_accepts_mappings(self, repo: CDRRepository) -> None:
+        repo.add_many(
+            [{"uuid": "m1", "start": "2026-03-02T10:00:00Z", "dst": "4420", "billsec": "5"}]
+        )
+        assert repo.get("m1").cdr.billsec == 5
+
+    def test_add_many_conflict_writes_nothing_and_names_the_row(self, repo: CDRRepository) -> None:
+        repo.add(cdr(3))
+        with pytest.raises(Conflict, match=r"records\[3\]"):
+            repo.add_many(cdr(i) for i in range(6))
+        assert ids(repo.query()) == ["call-3"]
+        with pytest.raises(Conflict, match=r"records\[2\]"):
+            repo.add_many([cdr(10), cdr(11), cdr(10)])
+        assert repo.count() == 1
+
+    def test_over_long_fields_are_refused_before_the_database(self, repo: CDRRepository) -> None:
+        rows: list[Any] = [
+            cdr(0),
+            {"call_id": "x", "started_at": T0, "destination_number": "1" * 51},
+        ]
+        with pytest.raises(ValidationError) as info:
+            repo.add_many(rows)
+        assert info.value.field == "records[1].destination_number"
+        for field, value in [
+            ("caller_number", "9" * 51),
+            ("tenant", "t" * 256),
+            ("hangup_cause", "h" * 256),
+            ("call_id", "c" * 256),
+        ]:
+            with pytest.raises(ValidationError, match=field):
+                repo.add_many(
+                    [{"call_id": "y", "started_at": T0, "destination_number": "1", field: value}]
+                )
+        with pytest.raises(ValidationError, match=r"records\[0\].cost_micros"):
+            repo.add_many([cdr(1, cost_micros=2**63)])
+        with pytest.raises(ValidationError, match="extra"):
+            repo.add(cdr(1, extra={"x": object()}))
+        with pytest.raises(ValidationError, match="NUL"):
+            repo.add(cdr(1, caller_number="a\x00b"))
+        assert repo.count() == 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def test_start_row_then_completion(self, repo: CDRRepository, clock: FakeClock) -> None:
+        start = cdr(1, billsec=0, disposition="NO_ANSWER")
+        first = repo.upsert(start, in_progress=True)
+        assert first.in_progress
+        assert first.created_at == clock()
+        assert repo.count(Query(include_in_progress=False)) == 0
+        clock.advance(minutes=2)
+        done = repo.upsert(cdr(1, billsec=90, ended_at=T0 + timedelta(minutes=3)))
+        assert not done.in_progress
+        assert done.cdr.billsec == 90
+        assert done.created_at == first.created_at
+        assert done.updated_at == clock()
+        clock.advance(minutes=1)
+        late = repo.upsert(start, in_progress=True)
+        assert late == done
+        assert repo.get("call-1") == done
+        # A second completion (re-rating) does replace the first.
+        again = repo.upsert(cdr(1, billsec=91))
+        assert again.cdr.billsec == 91
+        assert again.updated_at == clock()
+        assert repo.count() == 1
+
+    def test_upsert_many_follows_the_same_lifecycle(
+        self, repo: CDRRepository, clock: FakeClock
+    ) -> None:
+        first = repo.upsert_many([cdr(1, billsec=0), cdr(2, billsec=0)], in_progress=True)
+        assert first == 2
+        created = repo.get("call-1").created_at
+        clock.advance(seconds=10)
+        assert repo.upsert_many([cdr(1, billsec=30), cdr(3), cdr(3, billsec=33)]) == 2
+        clock.advance(seconds=10)
+        repo.upsert_many([cdr(1, billsec=0), cdr(2, billsec=5)], in_progress=True)
+        one, two, three = (repo.get(f"call-{n}") for n in (1, 2, 3))
+        assert (one.cdr.billsec, one.in_progress, one.created_at) == (30, False, created)
+        assert (two.cdr.billsec, two.in_progress, two.updated_at) == (5, True, clock())
+        assert three.cdr.billsec == 33
+        with pytest.raises(ValidationError, match=r"records\[1\]"):
+            repo.upsert_many([cdr(4), {"call_id": "x"}])
+        assert repo.count() == 3
+
+    def test_concurrent_upserts_of_one_call_leave_the_completion(self, repo: CDRRepository) -> None:
+        rounds = 15
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def writer(in_progress: bool) -> None:
+            try:
+                for k in range(rounds):
+                    barrier.wait()
+                    record = cdr(
+                        f"race-{k}",
+                        started_at=T0,
+                        billsec=0 if in_progress else 77,
+                        disposition="NO_ANSWER" if in_progress else "ANSWERED",
+                    )
+                    repo.upsert(record, in_progress=in_progress)
+                    # Unshared calls too: nothing one thread writes may be lost.
+                    repo.upsert(cdr(f"own-{in_progress}-{k}", started_at=T0))
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+                barrier.abort()
+
+        threads = [threading.Thread(target=writer, args=(flag,)) for flag in (True, False)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert repo.count() == 3 * rounds
+        for k in range(rounds):
+            stored = repo.get(f"race-{k}")
+            assert not stored.in_progress
+            assert stored.cdr.billsec == 77
+
+    def test_replace(self, repo: CDRRepository, clock: FakeClock) -> None:
+        with pytest.raises(NotFound):
+            repo.replace(cdr(1))
+        created = repo.add(cdr(1, tenant="a"))
+        clock.advance(seconds=5)
+        replaced = repo.replace(cdr(1, tenant="a", billsec=7, caller_number="x"), tenant="a")
+        assert replaced.cdr.billsec == 7
+        assert replaced.cdr.caller_number == "x"
+        assert replaced.created_at == created.created_at
+        assert replaced.updated_at == clock()
+        assert repo.get("call-1") == replaced
+        with pytest.raises(ValidationError, match="tenant"):
+            repo.replace(cdr(1, tenant="b"), tenant="a")
+
+    def test_update_is_a_validated_partial_change(
+        self, repo: CDRRepository, clock: FakeClock
+    ) -> None:
+        repo.add(cdr(1, duration=100))
+        clock.advance(seconds=1)
+        updated = repo.update(
+            "call-1",
+            {
+                "billsec": 42,
+                "status": "rated",
+                "cost_micros": 5,
+                "ended_at": "2026-03-02T10:05:00Z",
+            },
+        )
+        assert updated.cdr.billsec == 42
+        assert updated.status is ChargeStatus.RATED
+        assert updated.cdr.ended_at == datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+        assert updated.updated_at == clock() != updated.created_at
+        assert repo.get("call-1") == updated
+        with pytest.raises(ValidationError, match="billsec"):
+            repo.update("call-1", {"billsec": 101})
+        with pytest.raises(ValidationError, match="call_id"):
+            repo.update("call-1", {"call_id": "other"})
+        with pytest.raises(ValidationError, match="colour"):
+            repo.update("call-1", {"colour": "red"})
+        assert repo.get("call-1") == updated
+        with pytest.raises(NotFound):
+            repo.update("nope", {"billsec": 1})
+
+    def test_delete(self, repo: CDRRepository) -> None:
+        repo.add(cdr(1))
+        repo.delete("call-1")
+        with pytest.raises(NotFound):
+            repo.get("call-1")
+        with pytest.raises(NotFound):
+            repo.delete("call-1")
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def _ties(self, repo: CDRRepository) -> None:
+        # Three calls share each start time; ties must break by call_id, the same way
+        # on every adapter.
+        repo.add_many(
+            cdr(f"t{i:02d}", started_at=T0 + timedelta(seconds=i // 3), billsec=i % 4)
+            for i in range(30)
+        )
+
+    def test_newest_first_with_ties_broken_by_id(self, repo: CDRRepository) -> None:
+        self._ties(repo)
+        got = ids(repo.query())
+        expected = sorted(
+            (f"t{i:02d}" for i in range(30)), key=lambda c: (int(c[1:]) // 3, c), reverse=True
+        )
+        assert got == expected
+        assert ids(repo.query(Query(order="asc"))) == expected[::-1]
+
+    def test_sort_by_another_field(self, repo: CDRRepository) -> None:
+        self._ties(repo)
+        got = ids(repo.query(Query(sort="billsec", order="asc")))
+        expected = sorted((f"t{i:02d}" for i in range(30)), key=lambda c: (int(c[1:]) % 4, c))
+        assert got == expected
+        with pytest.raises(ValidationError, match="sort"):
+            repo.query(Query(sort="cost_micros"))  # may be empty: not a keyset key
+        with pytest.raises(ValidationError, match="sort"):
+            repo.query(Query(sort="nope"))
+
+    @pytest.mark.parametrize(
+        ("sort", "order"),
+        [(None, "desc"), (None, "asc"), ("billsec", "desc"), ("destination_number", "asc")],
+    )
+    def test_pages_forward_and_back(
+        self, repo: CDRRepository, sort: str | None, order: Any
+    ) -> None:
+        self._ties(repo)
+        query = Query(sort=sort, order=order, limit=7)
+        everything = ids(repo.query(attrs_evolve(query, limit=1000)))
+        pages = all_pages(repo, query)
+        assert [len(p) for p in pages] == [7, 7, 7, 7, 2]
+        assert functools.reduce(operator.iadd, pages, []) == everything
+        # Walk back from the last page with previous cursors.
+        page = repo.query(query)
+        seen = [page]
+        while page.next_cursor is not None:
+            page = repo.query(query.after(page.next_cursor))
+            seen.append(page)
+        assert seen[0].previous_cursor is None
+        assert seen[-1].next_cursor is None
+        back = [ids(seen[-1])]
+        page = seen[-1]
+        while page.previous_cursor is not None:
+            page = repo.query(query.after(page.previous_cursor))
+            back.append(ids(page))
+        assert back[::-1] == pages
+
+    def test_count_matches_the_listing(self, repo: CDRRepository) -> None:
+        self._ties(repo)
+        query = Query(where={"billsec": {"$gte": 2}}, limit=4)
+        total = repo.count(query)
+        assert total == 14 == len(functools.reduce(operator.iadd, all_pages(repo, query), []))
+        page = repo.query(query)
+        assert page.count in (None, 14)
+
+    def test_limit_default_and_cap(self, repo: CDRRepository) -> None:
+        assert Query().limit == 1000
+        assert Query(limit=50_000).limit == MAX_LIMIT
+        for bad in (0, -1, True, "10"):
+            with pytest.raises(ValidationError, match="limit"):
+                Query(limit=bad)
+        repo.add_many(cdr(i) for i in range(3))
+        assert len(repo.query(Query(limit=2))) == 2
+
+    def test_time_range_is_half_open_and_takes_epoch_ms(self, repo: CDRRepository) -> None:
+        repo.add_many(cdr(i) for i in range(10))  # one per minute from T0
+        since = int((T0 + timedelta(minutes=2)).timestamp() * 1000)
+        until = T0 + timedelta(minutes=5)
+        assert ids(repo.query(Query(since=since, until=until, order="asc"))) == [
+            "call-2",
+            "call-3",
+            "call-4",
+        ]
+        assert repo.count(Query(since="2026-03-02T10:08:00+00:00")) == 2
+        with pytest.raises(ValidationError, match="since"):
+            Query(since=1.5)
+
+    def test_tenant_filter(self, repo: CDRRepository) -> None:
+        repo.add_many([cdr(1, tenant="a"), cdr(2, tenant="b"), cdr(3)])
+        assert ids(repo.query(Query(tenant="a"))) == ["call-1"]
+
+    def test_updated_since_and_before(self, repo: CDRRepository, clock: FakeClock) -> None:
+        repo.add(cdr(1))
+        t1 = clock.advance(minutes=1)
+        repo.add(cdr(2))
+        t2 = clock.advance(minutes=1)
+        repo.update("call-1", {"billsec": 5})
+        assert ids(repo.query(Query(updated_since=t1, order="asc"))) == ["call-1", "call-2"]
+        assert ids(repo.query(Query(updated_since=t1, updated_before=t2))) == ["call-2"]
+
+    def test_fields_to_return(self, repo: CDRRepository) -> None:
+        repo.add(cdr(1, cost_micros=5))
+        page = repo.query(Query(fields=["call_id", "cost_micros", "created_at"]))
+        assert page.to_records() == [
+            {
+                "call_id": "call-1",
+                "cost_micros": 5,
+                "created_at": page.items[0].created_at.isoformat(),
+            }
+        ]
+        with pytest.raises(ValidationError, match="fields"):
+            repo.query(Query(fields=["call_id", "password"]))
+
+    # -- search ------------------------------------------------------------------------------
+
+    def test_search_is_a_case_insensitive_substring(self, repo: CDRRepository) -> None:
+        repo.add_many(
+            [
+                cdr(1, caller_number="Alice ΣΊΣΥΦΟΣ", destination_number="4420"),
+                cdr(2, caller_number="bob", destination_number="STRASSE-1", direction="inbound"),
+                cdr(
+                    3,
+                    caller_number="carol",
+                    destination_number="Straße-2",
+                    disposition="NO ANSWER",
+                    billsec=0,
+                ),
+            ]
+        )
+        assert ids(repo.query(Query(search="alice", order="asc"))) == ["call-1"]
+        assert ids(repo.query(Query(search="σίσυφος"))) == ["call-1"]
+        assert ids(repo.query(Query(search="strasse", order="asc"))) == ["call-2", "call-3"]
+        assert ids(repo.query(Query(search="INBOUND"))) == ["call-2"]
+        assert ids(repo.query(Query(search="no_ans"))) == ["call-3"]
+        assert ids(repo.query(Query(search="OUTB", order="asc"))) == ["call-1", "call-3"]
+        assert repo.count(Query(search="nothing like it")) == 0
+
+    @pytest.mark.parametrize("needle", ["%", "_", "\\", "/", "'", "%_", "\\%", "[a]", "*"])
+    def test_search_treats_like_metacharacters_literally(
+        self, repo: CDRRepository, needle: str
+    ) -> None:
+        repo.add_many(
+            [
+                cdr(1, caller_number=f"x{needle}y"),
+                cdr(2, caller_number="xAy"),
+                cdr(3, caller_number="xy"),
+            ]
+        )
+        assert ids(repo.query(Query(search=needle))) == ["call-1"]
+
+    def test_hostile_text_round_trips_and_is_found(self, repo: CDRRepository) -> None:
+        records = []
+        for i, text in enumerate(HOSTILE_TEXT):
+            records.append(
+                cdr(
+                    f"{text}#{i}",
+                    started_at=T0 + timedelta(minutes=i),
+                    caller_number=text[:50],
+                    destination_number=text[-50:],
+                    tenant=text,
+                    extension=text,
+                    hangup_cause=text,
+                    queue_id=text,
+                    agent_id=text,
+                    extra={text: text},
+                )
+            )
+        repo.add_many(records)
+        for record in records:
+            assert repo.get(record.call_id).cdr == record
+            found = ids(repo.query(Query(search=record.caller_number, tenant=record.tenant)))
+            assert found == [record.call_id]
+            assert repo.count(Query(where={"agent_id": record.agent_id})) == 1
+        # Text orders by code point on every adapter, whitespace and case included.
+        by_id = sorted(r.call_id for r in records)
+        assert ids(repo.query(Query(sort="call_id", order="asc"))) == by_id
+        by_caller = [r.call_id for r in sorted(records, key=lambda r: (r.caller_number, r.call_id))]
+        assert ids(repo.query(Query(sort="caller_number", order="asc"))) == by_caller
+        assert ids(repo.query(Query(sort="caller_number", order="asc", limit=4))) == by_caller[:4]
+        first = repo.query(Query(sort="caller_number", limit=5))
+        rest = repo.query(Query(sort="caller_number", limit=50, cursor=first.next_cursor))
+        assert ids(first) + ids(rest) == by_caller[::-1]
+
+    # -- the Mongo-style filter --------------------------------------------------------------
+
+    def _filterable(self, repo: CDRRepository) -> None:
+        repo.add_many(
+            [
+                cdr(1, billsec=10, tenant="a", cost_micros=100, hangup_cause="NORMAL"),
+                cdr(2, billsec=20, tenant="b", cost_micros=None),
+                cdr(3, billsec=30, tenant=None, cost_micros=300, disposition="BUSY"),
+                cdr(4, billsec=40, tenant="a", cost_micros=0, direction="inbound"),
+            ]
+        )
+
+    @pytest.mark.parametrize(
+        ("where", "expected"),
+        [
+            ({"billsec": 20}, [2]),
+            ({"billsec": {"$eq": 20}}, [2]),
+            ({"billsec": {"$ne": 20}}, [1, 3, 4]),
+            ({"billsec": {"$gt": 20}}, [3, 4]),
+            ({"billsec": {"$gte": 20, "$lt": 40}}, [2, 3]),
+            ({"billsec": {"$lte": 10}}, [1]),
+            ({"billsec": {"$in": [10, 40, 99]}}, [1, 4]),
+            ({"billsec": {"$nin": [10, 40]}}, [2, 3]),
+            ({"billsec": {"$in": []}}, []),
+            ({"tenant": None}, [3]),
+            ({"tenant": {"$ne": "a"}}, [2, 3]),
+            ({"tenant": {"$ne": None}}, [1, 2, 4]),
+            ({"tenant": {"$nin": ["a"]}}, [2, 3]),
+            ({"tenant": {"$nin": ["a", None]}}, [2]),
+            ({"tenant": {"$in": ["b", None]}}, [2, 3]),
+            ({"cost_micros": {"$exists": False}}, [2]),
+            ({"cost_micros": {"$exists": True}}, [1, 3, 4]),
+            ({"cost_micros": {"$lt": 200}}, [1, 4]),
+            ({"hangup_cause": {"$exists": True}}, [1]),
+            ({"disposition": "busy"}, [3]),
+            ({"direction": {"$ne": "INBOUND"}}, [1, 2, 3]),
+            ({"destination_number": {"$regex": "^44202$"}}, [2]),
+            ({"destination_number": {"$regex": "4420[13]"}}, [1, 3]),
+            ({"tenant": {"$regex": "^A"}}, []),
+            ({"$or": [{"billsec": 10}, {"tenant": "b"}]}, [1, 2]),
+            ({"$and": [{"tenant": "a"}, {"billsec": {"$gt": 10}}]}, [4]),
+            ({"$or": [{"$and": [{"tenant": "a"}, {"billsec": 10}]}, {"tenant": None}]}, [1, 3]),
+            ({"started_at": {"$gte": "2026-03-02T10:02:00Z"}}, [2, 3, 4]),
+            ({"started_at": {"$lt": int((T0 + timedelta(minutes=2)).timestamp() * 1000)}}, [1]),
+            ({"in_progress": False}, [1, 2, 3, 4]),
+        ],
+    )
+    def test_filter(self, repo: CDRRepository, where: dict[str, Any], expected: list[int]) -> None:
+        self._filterable(repo)
+        got = ids(repo.query(Query(where=where, order="asc")))
+        assert got == [f"call-{n}" for n in expected]
+        assert repo.count(Query(where=where)) == len(expected)
+
+    @pytest.mark.parametrize(
+        "where",
+        [
+            {"nope": 1},
+            {"billsec": {"$foo": 1}},
+            {"billsec": "ten"},
+            {"billsec": {"$gt": None}},
+            {"billsec": {"$regex": "1"}},
+            {"billsec": {"$in": 5}},
+            {"tenant": {"$regex": "("}},
+            {"tenant": {"$exists": "yes"}},
+            {"$or": []},
+            {"$not": {"billsec": 1}},
+            {"extra": {}},
+            {"direction": "sideways"},
+        ],
+    )
+    def test_bad_filters_are_refused(self, repo: CDRRepository, where: dict[str, Any]) -> None:
+        with pytest.raises(ValidationError, match="where"):
+            repo.query(Query(where=where))
+
+    # -- cursors -----------------------------------------------------------------------------
+
+    def test_forged_or_foreign_cursors_are_refused(
+        self, repo: CDRRepository, make_cdr_repository: _CDRFactory, clock: FakeClock
+    ) -> None:
+        self._ties(repo)
+        query = Query(limit=5)
+        cursor = repo.query(query).next_cursor
+        assert cursor is not None
+        body, sig = cursor.split(".")
+        tampered = [
+            "garbage",
+            "",
+            body + "." + sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB"),
+            body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + sig,
+            cursor + ".x",
+        ]
+        for bad in tampered:
+            with pytest.raises(ValidationError, match="cursor"):
+                repo.query(query.after(bad))
+        with pytest.raises(ValidationError, match="other filters"):
+            repo.query(Query(limit=5, tenant="a", cursor=cursor))
+        with pytest.raises(ValidationError, match="other filters"):
+            repo.query(Query(limit=5, order="asc", cursor=cursor))
+        # The same query with another page size may continue from the cursor.
+        assert len(repo.query(Query(limit=3, cursor=cursor))) == 3
+        other = make_cdr_repository(clock=clock, cursor_key=b"another-key-0123456789abcdef")
+        with pytest.raises(ValidationError, match="signature"):
+            other.query(query.after(cursor))
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def test_prune_archives_then_deletes(self, repo: CDRRepository, clock: FakeClock) -> None:
+        repo.add_many(cdr(i, started_at=T0 + timedelta(days=i)) for i in range(10))
+        archived: list[list[str]] = []
+        # clock is T0 + 30 days: an age of 25 days cuts at T0 + 5 days.
+        deleted = repo.prune(
+            timedelta(days=25), archive=lambda rows: archived.append(ids(rows)), batch_size=2
+        )
+        assert deleted == 5
+        assert archived == [["call-0", "call-1"], ["call-2", "call-3"], ["call-4"]]
+        assert ids(repo.query(Query(order="asc"))) == [f"call-{i}" for i in range(5, 10)]
+        assert repo.prune(T0 + timedelta(days=5)) == 0
+
+    def test_prune_whose_archive_raises_deletes_nothing(self, repo: CDRRepository) -> None:
+        repo.add_many(cdr(i, started_at=T0 + timedelta(days=i)) for i in range(6))
+
+        def archive(_rows: Sequence[StoredCDR]) -> None:
+            raise OSError("archive store is down")
+
+        with pytest.raises(OSError, match="down"):
+            repo.prune(T0 + timedelta(days=4), archive=archive)
+        assert repo.count() == 6
+
+    def test_prune_keeps_the_batches_after_a_failing_archive(self, repo: CDRRepository) -> None:
+        repo.add_many(cdr(i, started_at=T0 + timedelta(days=i)) for i in range(6))
+        calls: list[int] = []
+
+        def archive(rows: Sequence[StoredCDR]) -> None:
+            calls.append(len(rows))
+            if len(calls) == 2:
+                raise OSError("second batch fails")
+
+        with pytest.raises(OSError, match="second"):
+            repo.prune(T0 + timedelta(days=5), archive=archive, batch_size=2)
+        assert ids(repo.query(Query(order="asc"))) == [f"call-{i}" for i in range(2, 6)]
+
+    def test_prune_by_tenant(self, repo: CDRRepository) -> None:
+        repo.add_many([cdr(1, tenant="a"), cdr(2, tenant="b")])
+        assert repo.prune(T0 + timedelta(days=1), tenant="a") == 1
+        assert ids(repo.query()) == ["call-2"]
+        with pytest.raises(ValidationError, match="older_than"):
+            repo.prune(datetime(2026, 1, 1))  # naive
+
+
+def attrs_evolve(query: Query, **changes: Any) -> Query:
+    return attrs.evolve(query, **changes)
+
+
+class RateRepositoryContract:
+    """Behaviour every :class:`~cdrrating.repository.RateRepository` must show.
+
+    Provide a ``make_rate_repository`` fixture like ``make_cdr_repository``.
+    """
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def rates(self, make_rate_repository: _RateFactory, clock: FakeClock) -> RateRepository:
+        return make_rate_repository(clock=clock, cursor_key=KEY)
+
+    def test_add_assigns_an_id_and_round_trips(
+        self, rates: RateRepository, clock: FakeClock
+    ) -> None:
+        r = Rate(
+            "4420",
+            2_000,
+            connection_fee_micros=150,
+            initial_seconds=30,
+            increment_seconds=6,
+            tiers=(Tier(60, 1_000, 60),),
+            grace_seconds=3,
+            minimum_charge_micros=10,
+            maximum_charge_micros=10_000_000,
+            priority=2,
+            status="inactive",
+            direction="inbound",
+            valid_from=T0,
+            valid_until=T0 + timedelta(days=1),
+            destination="UK London",
+            tenant="acme",
+        )
+        stored = rates.add(r)
+        assert stored.id
+        assert stored.rate == Rate(**{**_fields(r), "id": stored.id})
+        assert stored.created_at == clock()
+        assert rates.get(stored.id) == stored
+        with pytest.raises(Conflict):
+            rates.add(stored.rate)
+        with pytest.raises(NotFound):
+            rates.get("nope")
+        with pytest.raises(NotFound):
+            rates.get(stored.id, tenant="other")
+
+    def test_add_many_all_or_nothing(self, rates: RateRepository) -> None:
+        rows: list[Any] = [
+            Rate("44", 1),
+            {"prefix": "33", "rate": "0.01", "billing_increment": "60/0"},
+        ]
+        with pytest.raises(ValidationError, match=r"records\[1\]"):
+            rates.add_many(rows)
+        with pytest.raises(ValidationError, match=r"records\[0\].destination"):
+            rates.add_many([{"prefix": "1", "rate": "0.01", "destination": "d" * 256}])
+        assert rates.count() == 0
+        assert rates.add_many([Rate("44", 1), {"prefix": "+33", "rate": "0.01"}]) == 2
+
+    def test_listing_is_newest_first_and_searchable(
+        self, rates: RateRepository, clock: FakeClock
+    ) -> None:
+        for i, (prefix, dest, status) in enumerate(
+            [
+                ("44", "United Kingdom", "active"),
+                ("4420", "UK – London", "inactive"),
+                ("33", "France", "active"),
+                ("49", "Deutschland Straße", "active"),
+            ]
+        ):
+            rates.add(Rate(prefix, 1_000, destination=dest, status=status, id=f"r{i}"))
+            clock.advance(seconds=1)
+        assert [s.id for s in rates.query()] == ["r3", "r2", "r1", "r0"]
+        assert [s.id for s in rates.query(Query(search="KINGDOM"))] == ["r0"]
+        assert [s.id for s in rates.query(Query(search="44"))] == ["r1", "r0"]
+        assert [s.id for s in rates.query(Query(search="INACT"))] == ["r1"]
+        assert [s.id for s in rates.query(Query(search="STRASSE"))] == ["r3"]
+        assert [s.id for s in rates.query(Query(search="–"))] == ["r1"]
+        page = rates.query(Query(limit=3))
+        rest = rates.query(Query(limit=3, cursor=page.next_cursor))
+        assert [s.id for s in rest] == ["r0"]
+        assert (
+            rates.count(Query(where={"per_minute_micros": {"$gte": 1000}, "status": "active"})) == 3
+        )
+
+    def test_update_replace_delete(self, rates: RateRepository, clock: FakeClock) -> None:
+        stored = rates.add(Rate("44", 1_000, id="r1"))
+        clock.advance(seconds=1)
+        updated = rates.update(
+            "r1", {"per_minute_micros": 2_000, "valid_from": "2026-01-01T00:00:00Z"}
+        )
+        assert updated.rate.per_minute_micros == 2_000
+        assert updated.created_at == stored.created_at
+        assert updated.rate.valid_from == datetime(2026, 1, 1, tzinfo=UTC)
+        with pytest.raises(ValidationError, match="increment_seconds"):
+            rates.update("r1", {"increment_seconds": 0})
+        with pytest.raises(ValidationError, match="per_minute_micros"):
+            rates.update("r1", {"per_minute_micros": -1})
+        replaced = rates.replace(Rate("4420", 5, id="r1"))
+        assert rates.get("r1") == replaced
+        assert replaced.rate.prefix == "4420"
+        with pytest.raises(NotFound):
+            rates.replace(Rate("1", 1, id="zz"))
+        rates.delete("r1")
+        with pytest.raises(NotFound):
+            rates.delete("r1")
+
+    def test_load_plan_rates_like_the_deck(self, rates: RateRepository) -> None:
+        rates.add_many(
+            [
+                Rate("4420", 2_000, initial_seconds=60, increment_seconds=60, tenant="acme"),
+                Rate("44", 1_000, initial_seconds=60, increment_seconds=60, tenant="acme"),
+                Rate("44", 9_999, tenant="other"),
+                Rate("", 50_000, tenant=None),
+                Rate("4420", 7, tenant="acme", valid_until=T0, priority=1),
+            ]
+        )
+        plan = rates.load_plan("acme", currency="EUR")
+        assert len(plan) == 3
+        call = CDR(
+            call_id="c",
+            started_at=T0 + timedelta(days=1),
+            destination_number="+44 20 7946 0000",
+            billsec=60,
+        )
+        charge = rate(call, plan)
+        assert (charge.cost_micros, charge.currency) == (2_000, "EUR")  # rating-rules E13
+        assert len(rates.load_plan("acme", T0 + timedelta(days=1), currency="EUR")) == 2
+        system = rates.load_plan(None, currency="USD")
+        assert [r.prefix for r in system] == [""]
+        assert rates.load_plan("nobody", currency="EUR").rates == ()
+
+
+def _fields(rate_: Rate) -> dict[str, Any]:
+    return {f.name: getattr(rate_, f.name) for f in attrs.fields(Rate)}
