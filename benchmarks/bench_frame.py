@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from cdrrating import CDR, Rate, RatePlan, rate
 from cdrrating.frame import _compiled, rate_table
@@ -48,8 +48,13 @@ def build_plan(prefixes: list[str]) -> RatePlan:
         initial, increment = ((60, 60), (1, 1), (30, 6))[shape]
         fee = 10_000 if i % 11 == 0 else 0
         rates.append(
-            Rate(prefix, price, initial_seconds=initial, increment_seconds=increment,
-                 connection_fee_micros=fee)
+            Rate(
+                prefix,
+                price,
+                initial_seconds=initial,
+                increment_seconds=increment,
+                connection_fee_micros=fee,
+            )
         )
     return RatePlan(rates, currency="EUR", name="geocode")
 
@@ -60,7 +65,7 @@ def build_cdrs(prefixes: list[str], n: int, seed: int, plus: bool) -> pa.Table:
     lengths = np.array([len(p) for p in prefixes], dtype=np.int64)
     pick = rng.integers(0, len(pool), n)
     tail = 12 - lengths[pick]
-    scale = (np.uint64(10) ** tail.astype(np.uint64))
+    scale = np.uint64(10) ** tail.astype(np.uint64)
     numbers = pool[pick] * scale + (rng.integers(0, 2**62, n).astype(np.uint64) % scale)
     text = pa.array(numbers).cast(pa.string())
     if plus:
@@ -133,22 +138,29 @@ def main(argv: list[str] | None = None) -> int:
     object_per = (time.perf_counter() - w0) / sample
     got = out.slice(0, sample).select(["cost_micros", "billed_seconds", "status", "prefix"])
     for charge, row in zip(charges, got.to_pylist(), strict=True):
-        expected = {"cost_micros": charge.cost_micros, "billed_seconds": charge.billed_seconds,
-                    "status": charge.status.value, "prefix": charge.prefix}
+        expected = {
+            "cost_micros": charge.cost_micros,
+            "billed_seconds": charge.billed_seconds,
+            "status": charge.status.value,
+            "prefix": charge.prefix,
+        }
         if row != expected:
             print(f"MISMATCH: {row} != {expected}", file=sys.stderr)
             return 1
 
     n = args.cdrs
     object_s, object_cpu = object_per * n, object_cpu_per * n
-    print(f"plan: {len(plan):,} rates (built in {build:.1f} s, compiled for rate_table in "
-          f"{compile_s:.2f} s); {n:,} CDRs; numbers {'+digits' if args.plus else 'digits'}")
-    print(f"{'path':<31} {'wall s':>7} {'CDRs/s':>11} {'CPU s':>7} {'CDRs/CPU-s':>11} "
-          f"{'ratio':>6}")
+    print(
+        f"plan: {len(plan):,} rates (built in {build:.1f} s, compiled for rate_table in "
+        f"{compile_s:.2f} s); {n:,} CDRs; numbers {'+digits' if args.plus else 'digits'}"
+    )
+    print(f"{'path':<31} {'wall s':>7} {'CDRs/s':>11} {'CPU s':>7} {'CDRs/CPU-s':>11} {'ratio':>6}")
 
     def line(name: str, wall: float, cpu: float) -> None:
-        print(f"{name:<31} {wall:>7.2f} {n / wall:>11,.0f} {cpu:>7.2f} {n / cpu:>11,.0f} "
-              f"{object_s / wall:>6.1f}")
+        print(
+            f"{name:<31} {wall:>7.2f} {n / wall:>11,.0f} {cpu:>7.2f} {n / cpu:>11,.0f} "
+            f"{object_s / wall:>6.1f}"
+        )
 
     line("rate() per CDR (extrapolated)", object_s, object_cpu)
     line("rate_table(pyarrow.Table)", vector_s, vector_cpu)

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from cdrrating import CDR, ChargeStatus, Rate, RatePlan, Rater, Tier, rate, to_micros
+from cdrrating import (
+    CDR,
+    ChargeStatus,
+    Rate,
+    RatePlan,
+    Rater,
+    Tier,
+    ValidationError,
+    rate,
+    to_micros,
+)
 
 from .conftest import make_cdr
 
@@ -199,8 +209,6 @@ def test_plivo_billing_matches_our_cost() -> None:
 
 
 def test_rate_refuses_a_list_of_plans() -> None:
-    from cdrrating import ValidationError
-
     with pytest.raises(ValidationError) as info:
         rate(make_cdr(1), [deck()])  # type: ignore[arg-type]
     assert info.value.field == "plan"

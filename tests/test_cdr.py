@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cdrrating import CDR, Direction, Disposition, ValidationError
+from cdrrating import CDR, Direction, Disposition, Rate, RatePlan, ValidationError, rate
 
 from .conftest import T0
 
@@ -231,8 +231,6 @@ def test_constructor_derives_billsec_and_duration_from_timestamps() -> None:
 
 
 def test_with_charge_of_an_unrated_call_sets_no_currency() -> None:
-    from cdrrating import Rate, RatePlan, rate
-
     cdr = CDR(call_id="u", started_at=T0, destination_number="33", billsec=5)
     charge = rate(cdr, RatePlan([Rate("44", 1)], currency="EUR"))
     assert (cdr.with_charge(charge).cost_micros, cdr.with_charge(charge).currency) == (None, None)

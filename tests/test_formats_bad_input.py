@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cdrrating import CDR
 from cdrrating.formats import (
     AsteriskCsvReader,
     CdrCsvReader,
@@ -159,7 +161,7 @@ def test_truncated_json_array_is_an_error_not_a_short_list() -> None:
     )
     text = "[\n" + good + ",\n" + good[:25]
     reader = CdrJsonReader(io.StringIO(text))
-    got = []
+    got: list[CDR] = []
     with pytest.raises(FormatError, match=r"line 3: invalid JSON.*truncated"):
         got.extend(reader)
     assert len(got) == 1 and not reader.complete
@@ -209,6 +211,10 @@ def _consume(it: Iterator[object]) -> int:
     return n
 
 
+def _consume_reader(reader: Iterable[object]) -> int:
+    return _consume(iter(reader))
+
+
 def _peak(fn: Callable[[], int]) -> tuple[int, int]:
     tracemalloc.start()
     try:
@@ -245,7 +251,7 @@ def test_large_file_streams_in_constant_memory(tmp_path: Path) -> None:
     _big_csv(large, 10_000)
     readers = [read_cdrs(small, "csv"), read_cdrs(large, "csv")]
     (n_small, peak_small), (n_large, peak_large) = (
-        _peak(lambda r=r: _consume(iter(r))) for r in readers
+        _peak(functools.partial(_consume_reader, r)) for r in readers
     )
     assert (n_small, n_large) == (1_000, 10_000)
     assert all(r.ok for r in readers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ PLAN = RatePlan(
 )
 
 
-def _read(reader_cls: type, name: str, **kw: object) -> tuple[list[CDR], object]:
+def _read(reader_cls: type, name: str, **kw: object) -> tuple[list[CDR], Any]:
     reader = reader_cls(FIXTURES / name, **kw)
     cdrs = list(reader)
     assert reader.complete

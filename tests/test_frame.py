@@ -40,7 +40,7 @@ PREFIXES = ["", "1", "12", "123", "1234567", "4", "44", "4420", "442079", "44207
 @st.composite
 def rates_(draw: st.DrawFn) -> Rate:
     initial = draw(st.integers(0, 90))
-    tiers = ()
+    tiers: tuple[Tier, ...] = ()
     if draw(st.booleans()):
         bounds = sorted(draw(st.sets(st.integers(1, 200), min_size=1, max_size=3)))
         tiers = tuple(
@@ -88,8 +88,25 @@ def plans(draw: st.DrawFn) -> RatePlan:
 
 NUMBERS = st.one_of(
     st.sampled_from(
-        ["+44 20 7946 0000", "442079460000", "0044 (20) 7946-0000", "011442079", "1234567890",
-         "12", "1", "", "x", "+", "00", "4", "0123", "٣٣", "+1.234.567", "44207946", "4\t4"]
+        [
+            "+44 20 7946 0000",
+            "442079460000",
+            "0044 (20) 7946-0000",
+            "011442079",
+            "1234567890",
+            "12",
+            "1",
+            "",
+            "x",
+            "+",
+            "00",
+            "4",
+            "0123",
+            "٣٣",
+            "+1.234.567",
+            "44207946",
+            "4\t4",
+        ]
     ),
     st.text("0123456789", max_size=22),
     st.text("0123456789 +-.()x", max_size=12),
@@ -103,10 +120,12 @@ def rows(draw: st.DrawFn) -> dict[str, Any]:
         "call_id": draw(st.sampled_from(["c", "call-1", ""])),
         "started_at": T0 + timedelta(minutes=draw(st.integers(-2000, 6000))),
         "destination_number": draw(NUMBERS),
-        "direction": draw(st.sampled_from(["outbound", "OUTBOUND ", "inbound", "internal",
-                                           None, "", "sideways"])),
-        "disposition": draw(st.sampled_from(["ANSWERED", "ANSWERED", "NO ANSWER", "busy",
-                                             None, "nope"])),
+        "direction": draw(
+            st.sampled_from(["outbound", "OUTBOUND ", "inbound", "internal", None, "", "sideways"])
+        ),
+        "disposition": draw(
+            st.sampled_from(["ANSWERED", "ANSWERED", "NO ANSWER", "busy", None, "nope"])
+        ),
         "billsec": billsec,
         "duration": draw(st.sampled_from([None, None, billsec, billsec + 3, billsec - 1])),
         "tenant": draw(st.sampled_from([None, "a", "b", "", "zz"])),
@@ -122,8 +141,16 @@ def frame_of(records: list[dict[str, Any]]) -> Any:
 
 
 def rows_columns() -> tuple[str, ...]:
-    return ("call_id", "started_at", "destination_number", "direction", "disposition",
-            "billsec", "duration", "tenant")
+    return (
+        "call_id",
+        "started_at",
+        "destination_number",
+        "direction",
+        "disposition",
+        "billsec",
+        "duration",
+        "tenant",
+    )
 
 
 def expected_row(record: dict[str, Any], rater: Rater) -> dict[str, Any]:
@@ -157,13 +184,16 @@ def got_rows(table: Any) -> list[dict[str, Any]]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    tenant_plans=st.dictionaries(st.sampled_from(["a", "b"]), st.lists(plans(), max_size=2),
-                                 max_size=2),
+    tenant_plans=st.dictionaries(
+        st.sampled_from(["a", "b"]), st.lists(plans(), max_size=2), max_size=2
+    ),
     default=st.lists(plans(), max_size=2),
     records=st.lists(rows(), min_size=1, max_size=25),
 )
 def test_rate_table_equals_rater_row_for_row(
-    tenant_plans: dict[str, list[RatePlan]], default: list[RatePlan], records: list[dict[str, Any]]
+    tenant_plans: dict[str | None, list[RatePlan]],
+    default: list[RatePlan],
+    records: list[dict[str, Any]],
 ) -> None:
     rater = Rater(tenant_plans, default=default)
     frame = frame_of(records)
@@ -194,12 +224,22 @@ def test_single_plan_equals_rate(plan: RatePlan, records: list[dict[str, Any]]) 
 # -- worked examples of rating-rules.md through the table path ----------------------------------
 
 
-def one(rate_: Rate, billsec: int, number: str = "442079460000", disposition: str = "ANSWERED",
-        **plan: Any) -> tuple[int | None, int, str]:
-    table = pa.table({
-        "call_id": ["x"], "started_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
-        "destination_number": [number], "disposition": [disposition], "billsec": [billsec],
-    })
+def one(
+    rate_: Rate,
+    billsec: int,
+    number: str = "442079460000",
+    disposition: str = "ANSWERED",
+    **plan: Any,
+) -> tuple[int | None, int, str]:
+    table = pa.table(
+        {
+            "call_id": ["x"],
+            "started_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "destination_number": [number],
+            "disposition": [disposition],
+            "billsec": [billsec],
+        }
+    )
     row = rate_table(table, RatePlan([rate_], currency="EUR", **plan)).to_pylist()[0]
     return row["cost_micros"], row["billed_seconds"], row["status"]
 
@@ -216,15 +256,35 @@ def one(rate_: Rate, billsec: int, number: str = "442079460000", disposition: st
         (Rate("44", 100_000, connection_fee_micros=150_000), 24, 190_000, 24),
         (Rate("44", 100_000, connection_fee_micros=100_000), 0, 0, 0),
         (Rate("44", 100_000), 180, 300_000, 180),
-        (Rate("44", 1_000_000, initial_seconds=60, tiers=[Tier(60, 500_000, 1)]), 90,
-         1_250_000, 90),
-        (Rate("44", 10_000, initial_seconds=60, increment_seconds=60,
-              minimum_charge_micros=50_000), 10, 50_000, 60),
+        (
+            Rate("44", 1_000_000, initial_seconds=60, tiers=[Tier(60, 500_000, 1)]),
+            90,
+            1_250_000,
+            90,
+        ),
+        (
+            Rate(
+                "44", 10_000, initial_seconds=60, increment_seconds=60, minimum_charge_micros=50_000
+            ),
+            10,
+            50_000,
+            60,
+        ),
         (Rate("44", 1_000_000, maximum_charge_micros=10_000_000), 3_600, 10_000_000, 3_600),
         (Rate("44", 1_000_000, grace_seconds=5), 5, 0, 0),
         (Rate("44", 1_000_000, grace_seconds=5), 6, 100_000, 6),
-        (Rate("1", 1_000_000, initial_seconds=1, increment_seconds=1,
-              tiers=[Tier(30, 500_000, 60)]), 60, 1_000_000, 90),
+        (
+            Rate(
+                "1",
+                1_000_000,
+                initial_seconds=1,
+                increment_seconds=1,
+                tiers=[Tier(30, 500_000, 60)],
+            ),
+            60,
+            1_000_000,
+            90,
+        ),
     ],
 )
 def test_worked_examples(rate_: Rate, billsec: int, cost: int, billed: int) -> None:
@@ -234,19 +294,36 @@ def test_worked_examples(rate_: Rate, billsec: int, cost: int, billed: int) -> N
 
 def test_e6_unanswered_with_fee_costs_zero() -> None:
     assert one(Rate("44", 1, connection_fee_micros=100_000), 0, disposition="NO ANSWER") == (
-        0, 0, "UNANSWERED")
+        0,
+        0,
+        "UNANSWERED",
+    )
 
 
 def test_e13_e14_longest_active_prefix() -> None:
     plan = RatePlan(
-        [Rate("4420", 2_000, initial_seconds=60, increment_seconds=60),
-         Rate("44", 1_000, initial_seconds=60, increment_seconds=60)], currency="EUR")
-    table = pa.table({"call_id": ["a"], "started_at": pa.array([T0], pa.timestamp("us", "UTC")),
-                      "destination_number": ["+44 20 7946 0000"], "billsec": [60]})
+        [
+            Rate("4420", 2_000, initial_seconds=60, increment_seconds=60),
+            Rate("44", 1_000, initial_seconds=60, increment_seconds=60),
+        ],
+        currency="EUR",
+    )
+    table = pa.table(
+        {
+            "call_id": ["a"],
+            "started_at": pa.array([T0], pa.timestamp("us", "UTC")),
+            "destination_number": ["+44 20 7946 0000"],
+            "billsec": [60],
+        }
+    )
     assert rate_table(table, plan)["cost_micros"].to_pylist() == [2_000]
     inactive = RatePlan(
-        [Rate("4420", 2_000, status="inactive"), Rate("44", 1_000, initial_seconds=60,
-                                                      increment_seconds=60)], currency="EUR")
+        [
+            Rate("4420", 2_000, status="inactive"),
+            Rate("44", 1_000, initial_seconds=60, increment_seconds=60),
+        ],
+        currency="EUR",
+    )
     assert rate_table(table, inactive)["prefix"].to_pylist() == ["44"]
 
 
@@ -263,13 +340,16 @@ def test_rounding_modes_with_quantum(mode: str, expected: int) -> None:
 
 
 def sample_frame() -> Any:
-    return pd.DataFrame({
-        "call_id": ["a", "b", "c", "d"],
-        "started_at": pd.to_datetime([T0] * 4, utc=True),
-        "destination_number": ["+44 20 7946 0000", "x", "4412", "4413"],
-        "billsec": pd.array([60, 5, 0, -1], dtype="Int64"),
-        "note": ["keep", "me", "as", "is"],
-    }, index=[10, 11, 11, 12])
+    return pd.DataFrame(
+        {
+            "call_id": ["a", "b", "c", "d"],
+            "started_at": pd.to_datetime([T0] * 4, utc=True),
+            "destination_number": ["+44 20 7946 0000", "x", "4412", "4413"],
+            "billsec": pd.array([60, 5, 0, -1], dtype="Int64"),
+            "note": ["keep", "me", "as", "is"],
+        },
+        index=[10, 11, 11, 12],
+    )
 
 
 PLAN = RatePlan([Rate("44", 1_000, initial_seconds=60, increment_seconds=60)], currency="EUR")
@@ -280,15 +360,28 @@ def test_pandas_in_pandas_out_keeps_columns_and_index() -> None:
     out = rate_table(frame, PLAN)
     assert isinstance(out, pd.DataFrame)
     assert list(out.index) == [10, 11, 11, 12]
-    assert list(out.columns) == [*frame.columns, "cost_micros", "currency", "billed_seconds",
-                                 "status", "reason", "prefix", "error"]
+    assert list(out.columns) == [
+        *frame.columns,
+        "cost_micros",
+        "currency",
+        "billed_seconds",
+        "status",
+        "reason",
+        "prefix",
+        "error",
+    ]
     assert out["note"].tolist() == ["keep", "me", "as", "is"]
     assert str(out["cost_micros"].dtype) == "Int64"
     assert out["cost_micros"].tolist()[:3] == [1_000, pd.NA, 0]
     assert out["status"].astype(str).tolist() == ["RATED", "UNRATED", "UNANSWERED", "ERROR"]
     assert out["error"].astype(object).tolist()[3].startswith("billsec: got -1")
-    assert list(frame.columns) == ["call_id", "started_at", "destination_number", "billsec",
-                                   "note"]  # the input is not modified
+    assert list(frame.columns) == [
+        "call_id",
+        "started_at",
+        "destination_number",
+        "billsec",
+        "note",
+    ]  # the input is not modified
 
 
 def test_arrow_and_polars_give_the_same_rows() -> None:
@@ -321,35 +414,42 @@ def test_errors_raise_names_the_first_bad_position() -> None:
 
 
 def test_bad_rows_are_reported_not_dropped() -> None:
-    frame = pd.DataFrame({
-        "call_id": ["ok", "", "x", "y", "z", "w"],
-        "started_at": pd.to_datetime([T0] * 6, utc=True),
-        "destination_number": ["44", "44", "4" * 51, "44", "44", "44"],
-        "disposition": ["ANSWERED", "ANSWERED", "ANSWERED", "maybe", "ANSWERED", "ANSWERED"],
-        "billsec": pd.array([1, 1, 1, 1, 10, 1], dtype="Int64"),
-        "duration": pd.array([1, 1, 1, 1, 5, 1], dtype="Int64"),
-        "answered_at": pd.to_datetime([T0] * 5 + [T0 - timedelta(seconds=1)], utc=True),
-    })
+    frame = pd.DataFrame(
+        {
+            "call_id": ["ok", "", "x", "y", "z", "w"],
+            "started_at": pd.to_datetime([T0] * 6, utc=True),
+            "destination_number": ["44", "44", "4" * 51, "44", "44", "44"],
+            "disposition": ["ANSWERED", "ANSWERED", "ANSWERED", "maybe", "ANSWERED", "ANSWERED"],
+            "billsec": pd.array([1, 1, 1, 1, 10, 1], dtype="Int64"),
+            "duration": pd.array([1, 1, 1, 1, 5, 1], dtype="Int64"),
+            "answered_at": pd.to_datetime([T0] * 5 + [T0 - timedelta(seconds=1)], utc=True),
+        }
+    )
     out = rate_table(frame, PLAN)
     assert len(out) == 6
     assert out["status"].astype(str).tolist() == ["RATED"] + ["ERROR"] * 5
     errors = out["error"].astype(object).tolist()
     assert errors[0] is None or errors[0] != errors[0]  # null
-    for text, field in zip(errors[1:], ["call_id", "destination_number", "disposition",
-                                        "billsec", "answered_at"], strict=True):
+    for text, field in zip(
+        errors[1:],
+        ["call_id", "destination_number", "disposition", "billsec", "answered_at"],
+        strict=True,
+    ):
         assert text.startswith(field + ":")
     assert out["cost_micros"].isna().tolist() == [False] + [True] * 5
 
 
 def test_billsec_derived_from_timestamps() -> None:
     ended = [T0 + timedelta(seconds=61, microseconds=1), T0, None]
-    table = pa.table({
-        "call_id": ["a", "b", "c"],
-        "started_at": pa.array([T0] * 3, pa.timestamp("us", "UTC")),
-        "destination_number": ["44", "44", "44"],
-        "answered_at": pa.array([T0] * 3, pa.timestamp("us", "UTC")),
-        "ended_at": pa.array(ended, pa.timestamp("us", "UTC")),
-    })
+    table = pa.table(
+        {
+            "call_id": ["a", "b", "c"],
+            "started_at": pa.array([T0] * 3, pa.timestamp("us", "UTC")),
+            "destination_number": ["44", "44", "44"],
+            "answered_at": pa.array([T0] * 3, pa.timestamp("us", "UTC")),
+            "ended_at": pa.array(ended, pa.timestamp("us", "UTC")),
+        }
+    )
     out = rate_table(table, PLAN).to_pylist()
     assert [r["billed_seconds"] for r in out] == [120, 0, 0]
     assert [r["status"] for r in out] == ["RATED", "UNANSWERED", "UNANSWERED"]
@@ -359,9 +459,14 @@ def test_other_time_zones_and_units_are_the_same_instant() -> None:
     window = RatePlan([Rate("44", 60_000, valid_from=T0)], currency="EUR")
     east = timezone(timedelta(hours=2))
     at = [T0.astimezone(east), T0 - timedelta(microseconds=1)]
-    frame = pd.DataFrame({"call_id": ["a", "b"], "destination_number": ["44", "44"],
-                          "started_at": pd.to_datetime(at, utc=True).tz_convert("Europe/Berlin"),
-                          "billsec": [60, 60]})
+    frame = pd.DataFrame(
+        {
+            "call_id": ["a", "b"],
+            "destination_number": ["44", "44"],
+            "started_at": pd.to_datetime(at, utc=True).tz_convert("Europe/Berlin"),
+            "billsec": [60, 60],
+        }
+    )
     frame["started_at"] = frame["started_at"].astype("datetime64[ns, Europe/Berlin]")
     out = rate_table(frame, window)
     assert out["status"].astype(str).tolist() == ["RATED", "UNRATED"]
@@ -377,8 +482,12 @@ def test_other_time_zones_and_units_are_the_same_instant() -> None:
     ],
 )
 def test_unusable_columns_raise(change: dict[str, Any], message: str) -> None:
-    data = {"call_id": ["a"], "started_at": pd.to_datetime([T0], utc=True),
-            "destination_number": ["44"], "billsec": [1]}
+    data = {
+        "call_id": ["a"],
+        "started_at": pd.to_datetime([T0], utc=True),
+        "destination_number": ["44"],
+        "billsec": [1],
+    }
     for key, value in change.items():
         if value is None:
             del data[key]
@@ -389,8 +498,13 @@ def test_unusable_columns_raise(change: dict[str, Any], message: str) -> None:
 
 
 def test_no_billsec_and_no_timestamps_is_refused() -> None:
-    frame = pd.DataFrame({"call_id": ["a"], "started_at": pd.to_datetime([T0], utc=True),
-                          "destination_number": ["44"]})
+    frame = pd.DataFrame(
+        {
+            "call_id": ["a"],
+            "started_at": pd.to_datetime([T0], utc=True),
+            "destination_number": ["44"],
+        }
+    )
     with pytest.raises(ValidationError, match="billsec column"):
         rate_table(frame, PLAN)
 

@@ -20,7 +20,7 @@ from decimal import (
 from fractions import Fraction
 
 import attrs
-import pygtrie
+import pygtrie  # type: ignore[import-untyped]  # pygtrie ships no type information
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -89,9 +89,7 @@ def expected_cost(rate_: Rate, plan: RatePlan, billsec: int) -> int:
     return cost
 
 
-def oracle_lookup(
-    plan: RatePlan, number: str, at: datetime, direction: Direction
-) -> Rate | None:
+def oracle_lookup(plan: RatePlan, number: str, at: datetime, direction: Direction) -> Rate | None:
     """rating-rules §5 as a plain loop over every rate of the plan."""
     digits = normalise_number(number, plan.access_prefixes)
     if digits is None:
@@ -132,12 +130,10 @@ QUANTA = st.sampled_from([1, 7, 100, 10_000])
 
 
 @st.composite
-def single_rate_plans(draw: st.DrawFn, **rate_options: object) -> tuple[Rate, RatePlan]:
+def single_rate_plans(draw: st.DrawFn, /, **rate_options: object) -> tuple[Rate, RatePlan]:
     """One active outbound rate in a plan with a random rounding and quantum."""
     rate_ = draw(cs.rates(directions="outbound", statuses="active", **rate_options))  # type: ignore[arg-type]
-    plan = RatePlan(
-        [rate_], currency="EUR", rounding=draw(ROUNDINGS), quantum_micros=draw(QUANTA)
-    )
+    plan = RatePlan([rate_], currency="EUR", rounding=draw(ROUNDINGS), quantum_micros=draw(QUANTA))
     return rate_, plan
 
 
@@ -159,13 +155,8 @@ def fixed_queries(plan: RatePlan) -> list[tuple[str, datetime, Direction]]:
 def queries(plan: RatePlan) -> st.SearchStrategy[list[tuple[str, datetime, Direction]]]:
     """A few drawn (number, at, direction) triples, with formatted numbers, on top of
     :func:`fixed_queries`."""
-    numbers = (
-        cs.dialled_numbers(plan=plan, formatted=True)
-        | cs.dialled_numbers(formatted=True)
-    )
-    drawn = st.lists(
-        st.tuples(numbers, cs.timestamps(), st.sampled_from(Direction)), max_size=5
-    )
+    numbers = cs.dialled_numbers(plan=plan, formatted=True) | cs.dialled_numbers(formatted=True)
+    drawn = st.lists(st.tuples(numbers, cs.timestamps(), st.sampled_from(Direction)), max_size=5)
     return drawn.map(lambda extra: fixed_queries(plan) + extra)
 
 
@@ -364,8 +355,10 @@ def test_a_billable_call_costs_between_its_fee_and_its_maximum(
     # Rounding is monotone and the exact sum starts at the fee, so the cost is at least
     # the fee rounded the plan's way (then clamped); with rounding up, or a fee that is a
     # multiple of the quantum, that is the fee itself.
-    floor = max(round_micros(fee, quantum=plan.quantum_micros, mode=plan.rounding),
-                rate_.minimum_charge_micros)
+    floor = max(
+        round_micros(fee, quantum=plan.quantum_micros, mode=plan.rounding),
+        rate_.minimum_charge_micros,
+    )
     assert cost >= (min(floor, cap) if cap is not None else floor)
     if plan.rounding is Rounding.UP or fee % plan.quantum_micros == 0:
         assert cost >= (min(fee, cap) if cap is not None else fee)
@@ -423,8 +416,11 @@ def test_selection_does_not_depend_on_the_order_of_the_rates(data: st.DataObject
 
 
 @given(
-    cs.cdrs(with_details=True, tenants=st.none() | st.sampled_from(["acme", "t-2"]),
-            allow_unanswered_billsec=True),
+    cs.cdrs(
+        with_details=True,
+        tenants=st.none() | st.sampled_from(["acme", "t-2"]),
+        allow_unanswered_billsec=True,
+    ),
     st.none() | cs.micros(),
     st.none() | st.sampled_from(["EUR", "USD"]),
 )
@@ -479,19 +475,29 @@ def test_a_default_catch_all_rates_whatever_the_tenant_plan_cannot(data: st.Data
         [Rate("", 1_000, direction=d) for d in Direction], currency="EUR", name="default"
     )
     cdr = data.draw(
-        cs.cdrs(numbers=cs.dialled_numbers(plan=tenant_plan) | cs.dialled_numbers(),
-                dispositions="ANSWERED", billsec=st.integers(1, 600), tenants="t")
+        cs.cdrs(
+            numbers=cs.dialled_numbers(plan=tenant_plan) | cs.dialled_numbers(),
+            dispositions="ANSWERED",
+            billsec=st.integers(1, 600),
+            tenants="t",
+        )
     )
     charge = Rater({"t": tenant_plan}, default=default_plan).rate(cdr)
     own = tenant_plan.lookup(cdr.destination_number, cdr.started_at, direction=cdr.direction)
     assert charge.status is ChargeStatus.RATED
     assert charge.plan is (tenant_plan if own is not None else default_plan)
-    assert charge.rate is (own if own is not None else default_plan.rates[
-        [r.direction for r in default_plan.rates].index(cdr.direction)])
+    assert charge.rate is (
+        own
+        if own is not None
+        else default_plan.rates[[r.direction for r in default_plan.rates].index(cdr.direction)]
+    )
 
 
 @given(cs.cdrs(dispositions="ANSWERED", billsec=st.integers(1, 100)))
 def test_no_plan_at_all_is_unrated_not_free(cdr: CDR) -> None:
     charge = Rater({}).rate(cdr)
     assert (charge.status, charge.reason, charge.cost_micros) == (
-        ChargeStatus.UNRATED, Reason.NO_PLAN, None)
+        ChargeStatus.UNRATED,
+        Reason.NO_PLAN,
+        None,
+    )

@@ -52,7 +52,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
     holiday = draw(st.sampled_from(["", "", "", "", "", "only", "except"]))
     if holiday:
         kwargs[f"{holiday}_holidays"] = "H"
-    return Schedule(**kwargs)  # type: ignore[arg-type]
+    return Schedule(**kwargs)
 
 
 @st.composite
@@ -279,7 +279,7 @@ def test_rating_is_invariant_to_the_zone_timestamps_are_written_in(
     plan = data.draw(scheduled_plans(zone))
     answered, billsec = data.draw(calls(plan))
     ring = data.draw(st.integers(0, 60))
-    results = []
+    results: list[object] = []
     for tz in (UTC, timezone(timedelta(minutes=offset_minutes)), ZoneInfo(other)):
         try:
             charge = rate(cdr_at(answered, billsec, ring, tz), plan)

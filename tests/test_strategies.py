@@ -103,18 +103,32 @@ def test_tiers_are_strictly_increasing(tiers: tuple[Tier, ...]) -> None:
 
 # Many rates on one prefix with one priority: every plan would be ambiguous without the
 # strategy's repair.
-CROWDED = cs.rates(prefixes=["1", "12"], directions="outbound", statuses="active", priorities=0,
-                   with_windows=True)
+CROWDED = cs.rates(
+    prefixes=["1", "12"], directions="outbound", statuses="active", priorities=0, with_windows=True
+)
 
 
-@given(cs.rate_plans(rates=CROWDED, min_size=2, max_size=8, currency="USD", rounding="half_even",
-                     quantum_micros=100, name="crowded"))
+@given(
+    cs.rate_plans(
+        rates=CROWDED,
+        min_size=2,
+        max_size=8,
+        currency="USD",
+        rounding="half_even",
+        quantum_micros=100,
+        name="crowded",
+    )
+)
 def test_rate_plans_are_never_ambiguous(plan: RatePlan) -> None:
     # The plan was built, so RatePlan found no ambiguity; rebuilding it must agree.
     assert RatePlan(plan.rates, currency="USD") is not None
     assert 2 <= len(plan) <= 8
     assert (plan.currency, plan.rounding.value, plan.quantum_micros, plan.name) == (
-        "USD", "half_even", 100, "crowded")
+        "USD",
+        "half_even",
+        100,
+        "crowded",
+    )
 
 
 def _check_cdr_invariants(cdr: CDR) -> None:
@@ -137,27 +151,48 @@ def test_cdrs_keep_the_invariants(cdr: CDR) -> None:
         assert cdr.answered_at is None
 
 
-@given(cs.cdrs(allow_unanswered_billsec=True, billsec=st.integers(1, 100),
-               dispositions=["BUSY", "no answer"], with_timestamps=False))
+@given(
+    cs.cdrs(
+        allow_unanswered_billsec=True,
+        billsec=st.integers(1, 100),
+        dispositions=["BUSY", "no answer"],
+        with_timestamps=False,
+    )
+)
 def test_cdrs_with_messy_unanswered_billsec(cdr: CDR) -> None:
     _check_cdr_invariants(cdr)
     assert cdr.disposition in {Disposition.BUSY, Disposition.NO_ANSWER}
     assert cdr.billsec >= 1
 
 
-@given(cs.cdrs(numbers=st.just("441234"), directions=Direction.INBOUND, dispositions="answered",
-               billsec=42, tenants=["a", "b"], with_timestamps=False,
-               timestamps=st.just(datetime(2025, 6, 1, tzinfo=UTC))))
+@given(
+    cs.cdrs(
+        numbers=st.just("441234"),
+        directions=Direction.INBOUND,
+        dispositions="answered",
+        billsec=42,
+        tenants=["a", "b"],
+        with_timestamps=False,
+        timestamps=st.just(datetime(2025, 6, 1, tzinfo=UTC)),
+    )
+)
 def test_cdrs_options_are_applied(cdr: CDR) -> None:
     assert (cdr.destination_number, cdr.direction, cdr.disposition, cdr.billsec) == (
-        "441234", Direction.INBOUND, Disposition.ANSWERED, 42)
+        "441234",
+        Direction.INBOUND,
+        Disposition.ANSWERED,
+        42,
+    )
     assert cdr.tenant in {"a", "b"}
     assert cdr.answered_at is None and cdr.ended_at is None
     assert cdr.started_at == datetime(2025, 6, 1, tzinfo=UTC)
 
 
-@given(cs.timestamps(min_value=datetime(2025, 1, 1, tzinfo=UTC),
-                     max_value=datetime(2025, 1, 2, tzinfo=UTC)))
+@given(
+    cs.timestamps(
+        min_value=datetime(2025, 1, 1, tzinfo=UTC), max_value=datetime(2025, 1, 2, tzinfo=UTC)
+    )
+)
 def test_timestamps_are_aware_and_in_range(when: datetime) -> None:
     assert when.utcoffset() is not None
     assert datetime(2025, 1, 1, tzinfo=UTC) <= when <= datetime(2025, 1, 2, tzinfo=UTC)
@@ -237,8 +272,9 @@ def test_testing_package_is_import_light() -> None:
         lambda: cs.cdrs(dispositions=["ANSWERED", "HUNG"]),
         lambda: cs.cdrs(tenants=[" "]),
         lambda: cs.timestamps(min_value=datetime(2025, 1, 1)),  # naive
-        lambda: cs.timestamps(min_value=datetime(2025, 1, 2, tzinfo=UTC),
-                              max_value=datetime(2025, 1, 1, tzinfo=UTC)),
+        lambda: cs.timestamps(
+            min_value=datetime(2025, 1, 2, tzinfo=UTC), max_value=datetime(2025, 1, 1, tzinfo=UTC)
+        ),
     ],
 )
 def test_impossible_options_raise_invalid_argument(build: object) -> None:

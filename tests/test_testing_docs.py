@@ -29,4 +29,4 @@ def test_testing_page_examples_run_and_pass() -> None:
     }
     for test in tests.values():
         # The examples draw whole plans; they only need to hold, not to hunt for bugs.
-        settings(max_examples=40)(test)()  # type: ignore[operator]
+        settings(max_examples=40)(test)()

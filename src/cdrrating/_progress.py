@@ -1,8 +1,9 @@
 """Progress reporting for long batch work (private).
 
 ``progress=None`` (or True): a tqdm bar when tqdm is installed and stderr is a
-terminal, else silent. ``False``: silent. A callable: called as ``progress(done, total)`` (total may be
-None) every ``every`` items and once at the end. The core never prints otherwise.
+terminal, else silent. ``False``: silent. A callable: called as
+``progress(done, total)`` (total may be None) every ``every`` items and once at
+the end. The core never prints otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Progress:
         elif progress in (None, True) and sys.stderr.isatty():
             try:
                 # Optional (not a core dependency): imported only when a bar is wanted.
-                from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415
+                from tqdm import tqdm  # noqa: PLC0415
             except ImportError:
                 return
             self._bar = tqdm(total=total, unit="CDR", file=sys.stderr)

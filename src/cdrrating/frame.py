@@ -104,10 +104,24 @@ _STRIP = r"[ \-.()\t]"  # what plan.normalise_number removes (its translate tabl
 # rate_table refuse the plan with a clear message instead of rating it differently.
 _KNOWN_RATE_FIELDS = frozenset(
     {
-        "prefix", "per_minute_micros", "connection_fee_micros", "initial_seconds",
-        "increment_seconds", "tiers", "grace_seconds", "minimum_charge_micros",
-        "maximum_charge_micros", "priority", "status", "direction", "valid_from",
-        "valid_until", "destination", "id", "tenant", "source_prefix",
+        "prefix",
+        "per_minute_micros",
+        "connection_fee_micros",
+        "initial_seconds",
+        "increment_seconds",
+        "tiers",
+        "grace_seconds",
+        "minimum_charge_micros",
+        "maximum_charge_micros",
+        "priority",
+        "status",
+        "direction",
+        "valid_from",
+        "valid_until",
+        "destination",
+        "id",
+        "tenant",
+        "source_prefix",
     }
 )
 _KNOWN_TIER_FIELDS = frozenset({"after_seconds", "per_minute_micros", "increment_seconds"})
@@ -214,6 +228,7 @@ def micros_column(values: Any, *, field: str = "amount") -> pa.Array:
             return int(exact * MICROS_PER_UNIT)
 
     elif pa.types.is_decimal(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+
         def convert(value: Any) -> int:
             return to_micros(value.strip() if isinstance(value, str) else value, field=field)
 
@@ -279,8 +294,11 @@ def _from_arrow(kind: str, data: Any, out: pa.Table) -> Any:
         table = table.append_column(name, out[name])
     if kind == "arrow":
         return table
-    return table.combine_chunks().to_batches(max_chunksize=max(table.num_rows, 1))[0] \
-        if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
+    return (
+        table.combine_chunks().to_batches(max_chunksize=max(table.num_rows, 1))[0]
+        if table.num_rows
+        else pa.RecordBatch.from_pylist([], schema=table.schema)
+    )
 
 
 # -- reading and checking the columns --------------------------------------------------------
@@ -350,7 +368,9 @@ def _text(table: pa.Table, name: str) -> pa.Array | None:
     if pa.types.is_null(kind):
         return pa.nulls(len(array), pa.large_string())
     if (
-        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
         or pa.types.is_string_view(kind)
     ):
         return array.cast(pa.large_string())
@@ -396,13 +416,15 @@ def _timestamps(
             kind = array.type
         if not pa.types.is_timestamp(kind):
             raise ValidationError(
-                name, f"a column of type {kind}",
+                name,
+                f"a column of type {kind}",
                 "timezone-aware timestamps (pandas: pd.to_datetime(column, utc=True); "
                 "pyarrow: a timestamp type with tz)",
             )
         if kind.tz is None:
             raise ValidationError(
-                name, "naive timestamps",
+                name,
+                "naive timestamps",
                 "timezone-aware timestamps: naive ones are ambiguous; localise the column "
                 "first (pandas: .dt.tz_localize('UTC'); polars: .dt.replace_time_zone('UTC'); "
                 "pyarrow: pc.assume_timezone(column, 'UTC'))",
@@ -422,10 +444,13 @@ def _timestamps(
     return out, unit
 
 
-def _codes(array: pa.Array | None, n: int, parse: Callable[[str], Any], default: Any,
-           common: str | None = None) -> tuple[
-    NDArray, list[Any], list[tuple[Any, Exception]]
-]:
+def _codes(
+    array: pa.Array | None,
+    n: int,
+    parse: Callable[[str], Any],
+    default: Any,
+    common: str | None = None,
+) -> tuple[NDArray, list[Any], list[tuple[Any, Exception]]]:
     """Parse a low-cardinality text column through its distinct values.
 
     Returns (int32 codes into ``values``, values, failures): a code of -1 marks a value
@@ -474,14 +499,16 @@ def _read_columns(table: pa.Table) -> _Columns:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise ValidationError(
-            "data", f"columns {table.column_names}",
+            "data",
+            f"columns {table.column_names}",
             f"the columns {', '.join(REQUIRED_COLUMNS)} (missing: {', '.join(missing)})",
         )
     names = table.column_names
     has_billsec = "billsec" in names
     if not has_billsec and not ("answered_at" in names and "ended_at" in names):
         raise ValidationError(
-            "billsec", "no billsec column",
+            "billsec",
+            "no billsec column",
             "a billsec column, or answered_at and ended_at to derive it from",
         )
     call_id = _text(table, "call_id")
@@ -495,11 +522,17 @@ def _read_columns(table: pa.Table) -> _Columns:
     else:
         started_us = started * (1_000_000 // unit)  # cast above already bounded the range
     cols = _Columns(
-        n=n, call_id=call_id, numbers=numbers,
-        direction=np.zeros(n, np.int8), answered=np.ones(n, bool),
-        billsec=np.zeros(n, np.int64), started_us=started_us,
-        tenant_codes=np.zeros(n, np.int32), tenants=[None],
-        bad=np.zeros(n, bool), errors={},
+        n=n,
+        call_id=call_id,
+        numbers=numbers,
+        direction=np.zeros(n, np.int8),
+        answered=np.ones(n, bool),
+        billsec=np.zeros(n, np.int64),
+        started_us=started_us,
+        tenant_codes=np.zeros(n, np.int32),
+        tenants=[None],
+        bad=np.zeros(n, bool),
+        errors={},
     )
 
     def cell(array: pa.Array) -> Callable[[int], Any]:
@@ -508,8 +541,9 @@ def _read_columns(table: pa.Table) -> _Columns:
     def stamp(name: str) -> Callable[[int], Any]:
         return cell(cast(pa.Array, _column(table, name)))
 
-    _fail(cols, started_null if started_null.any() else None, "started_at", "a start timestamp",
-          None)
+    _fail(
+        cols, started_null if started_null.any() else None, "started_at", "a start timestamp", None
+    )
     # call_id: a non-empty str of at most 255 characters.
     _fail(cols, _nulls(call_id), "call_id", "a str", None)
     call_bytes = pc.binary_length(call_id)
@@ -517,12 +551,22 @@ def _read_columns(table: pa.Table) -> _Columns:
         _fail(cols, _bool(pc.equal(call_bytes, 0)), "call_id", "a non-empty str", "")
     _fail(cols, _too_long(call_id, 255), "call_id", "at most 255 characters", cell(call_id))
     _fail(cols, _nulls(numbers), "destination_number", "a str", None)
-    _fail(cols, _too_long(numbers, MAX_NUMBER_LEN), "destination_number",
-          f"at most {MAX_NUMBER_LEN} characters", cell(numbers))
+    _fail(
+        cols,
+        _too_long(numbers, MAX_NUMBER_LEN),
+        "destination_number",
+        f"at most {MAX_NUMBER_LEN} characters",
+        cell(numbers),
+    )
     caller = _text(table, "caller_number")
     if caller is not None:
-        _fail(cols, _too_long(caller, MAX_NUMBER_LEN), "caller_number",
-              f"at most {MAX_NUMBER_LEN} characters", cell(caller))
+        _fail(
+            cols,
+            _too_long(caller, MAX_NUMBER_LEN),
+            "caller_number",
+            f"at most {MAX_NUMBER_LEN} characters",
+            cell(caller),
+        )
 
     for name, target, parse, default, common in (
         ("direction", "direction", Direction.parse, Direction.OUTBOUND, "outbound"),
@@ -559,10 +603,14 @@ def _read_columns(table: pa.Table) -> _Columns:
     _fail(cols, values_b < 0, "billsec", "an int >= 0", lambda i: int(values_b[i]))
     if duration is not None:
         values_d, null_d = duration
-        _fail(cols, ~null_d & (values_d < 0), "duration", "an int >= 0",
-              lambda i: int(values_d[i]))
-        _fail(cols, ~null_d & (values_b > values_d), "billsec", "at most duration",
-              lambda i: int(values_b[i]))
+        _fail(cols, ~null_d & (values_d < 0), "duration", "an int >= 0", lambda i: int(values_d[i]))
+        _fail(
+            cols,
+            ~null_d & (values_b > values_d),
+            "billsec",
+            "at most duration",
+            lambda i: int(values_b[i]),
+        )
     if answered_at is not None:
         early = ~answered_at[1] & ~started_null & (answered_at[0] < started)
         _fail(cols, early, "answered_at", "not before started_at", stamp("answered_at"))
@@ -574,8 +622,7 @@ def _read_columns(table: pa.Table) -> _Columns:
             has_answer = np.zeros(n, bool)
             earliest = started
         early = ~ended_at[1] & (has_answer | ~started_null) & (ended_at[0] < earliest)
-        _fail(cols, early, "ended_at", "not before answered_at (or started_at)",
-              stamp("ended_at"))
+        _fail(cols, early, "ended_at", "not before answered_at (or started_at)", stamp("ended_at"))
 
     tenant = _text(table, "tenant")
     if tenant is not None:
@@ -590,7 +637,8 @@ def _read_columns(table: pa.Table) -> _Columns:
 
 def _refuse(what: str) -> ValidationError:
     return ValidationError(
-        "plan", what,
+        "plan",
+        what,
         "a plan whose every feature rate_table vectorises; it never rates such a plan "
         "differently from rate(), so it refuses it: rate these CDRs with Rater.rate_many",
     )
@@ -686,8 +734,14 @@ class _Trie:
         self.all_simple = all(v >= 0 for v in simple)
         self.longest = longest
 
-    def find(self, numbers: _Numbers, rows: NDArray | None, at_us: NDArray,
-             valid_from: NDArray, valid_until: NDArray) -> NDArray:
+    def find(
+        self,
+        numbers: _Numbers,
+        rows: NDArray | None,
+        at_us: NDArray,
+        valid_from: NDArray,
+        valid_until: NDArray,
+    ) -> NDArray:
         """The rate (index into the plan's rates) for each number, or -1."""
         keys = numbers.keys if rows is None else numbers.keys[rows]
         lengths = numbers.lengths if rows is None else numbers.lengths[rows]
@@ -825,8 +879,14 @@ class _Compiled:
             steps = [rate.initial_seconds, rate.increment_seconds] + [
                 t.increment_seconds for t in rate.tiers
             ]
-            numbers = [*prices, *steps, rate.connection_fee_micros, rate.minimum_charge_micros,
-                       rate.grace_seconds, rate.maximum_charge_micros or 0]
+            numbers = [
+                *prices,
+                *steps,
+                rate.connection_fee_micros,
+                rate.minimum_charge_micros,
+                rate.grace_seconds,
+                rate.maximum_charge_micros or 0,
+            ]
             numbers += [t.after_seconds for t in rate.tiers]
             if max(numbers) > 2**53 or len(rate.tiers) > 64:
                 limit = -1
@@ -840,7 +900,8 @@ class _Compiled:
                 rate.connection_fee_micros if limit >= 0 else 0,
                 rate.minimum_charge_micros if limit >= 0 else 0,
                 (-1 if rate.maximum_charge_micros is None else rate.maximum_charge_micros)
-                if limit >= 0 else -1,
+                if limit >= 0
+                else -1,
                 -1 - i if rate.tiers and limit >= 0 else 0,  # each tiered rate its own shape
             )
             code = shapes.setdefault(shape, len(shapes))
@@ -849,8 +910,9 @@ class _Compiled:
                 tier_rows.append((code, rate))
         self.packed = packed
         table = np.array(list(shapes) or [(0, 1, 0, 0, 0, -1, 0)], np.int64)
-        (self.initial, self.increment, self.grace, self.fee, self.minimum,
-         self.maximum) = (np.ascontiguousarray(table[:, k]) for k in range(6))
+        (self.initial, self.increment, self.grace, self.fee, self.minimum, self.maximum) = (
+            np.ascontiguousarray(table[:, k]) for k in range(6)
+        )
         self.tiered = table[:, 6] != 0
         self.any_grace = bool((self.grace > 0).any())
         self.any_minimum = bool((self.minimum > 0).any())
@@ -870,10 +932,12 @@ class _Compiled:
                 self.bounds[code, k] = tier.after_seconds
                 self.prices[code, k + 1] = tier.per_minute_micros
                 self.steps[code, k + 1] = tier.increment_seconds
-        self.valid_from = np.array([_micros_us(r.valid_from, _I64_MIN) for r in rates] or [0],
-                                   np.int64)
-        self.valid_until = np.array([_micros_us(r.valid_until, _I64_MAX) for r in rates] or [0],
-                                    np.int64)
+        self.valid_from = np.array(
+            [_micros_us(r.valid_from, _I64_MIN) for r in rates] or [0], np.int64
+        )
+        self.valid_until = np.array(
+            [_micros_us(r.valid_until, _I64_MAX) for r in rates] or [0], np.int64
+        )
         # The rounding divides the exact sum (x 60) by 60 x quantum; past 2**53 the
         # plan's calls are priced with Python ints.
         self.python_only = self.quantum > 2**53 // 60
@@ -1096,8 +1160,9 @@ def _rate_columns(
                 ok = pick(valid)
                 number_ok[sel if sel is not None else slice(None)] |= ok
                 subset = sel if rows is None else rows if sel is None else rows[sel]
-                found = trie.find(numbers, subset, pick(at),
-                                  compiled.valid_from, compiled.valid_until)
+                found = trie.find(
+                    numbers, subset, pick(at), compiled.valid_from, compiled.valid_until
+                )
                 if not ok.all():
                     found = np.where(ok, found, -1)
                 hit = found >= 0
@@ -1152,7 +1217,9 @@ def _rate_columns(
         paying = bill[missing]
         status[target[~paying]] = _UNANSWERED
         target, miss_priced, miss_ok = (
-            target[paying], priced[missing][paying], number_ok[missing][paying]
+            target[paying],
+            priced[missing][paying],
+            number_ok[missing][paying],
         )
         if not chain:
             status[target] = _UNRATED
@@ -1172,14 +1239,24 @@ def _rate_columns(
     prefix[error_rows] = -1
     billed[error_rows] = 0
     return _Result(
-        n, status, reason, cost, cost_null, billed, currency, currencies, prefix, prefixes,
-        error_rows, [cols.errors[int(i)] for i in error_rows],
+        n,
+        status,
+        reason,
+        cost,
+        cost_null,
+        billed,
+        currency,
+        currencies,
+        prefix,
+        prefixes,
+        error_rows,
+        [cols.errors[int(i)] for i in error_rows],
     )
 
 
-def _price(compiled: _Compiled, rate: NDArray, billsec: NDArray, positions: NDArray) -> tuple[
-    NDArray, NDArray
-]:
+def _price(
+    compiled: _Compiled, rate: NDArray, billsec: NDArray, positions: NDArray
+) -> tuple[NDArray, NDArray]:
     """Cost and billed seconds of billable calls (rating-rules §3-4), exactly."""
     m = rate.size
     packed = compiled.packed[rate]
@@ -1236,7 +1313,8 @@ def _price(compiled: _Compiled, rate: NDArray, billsec: NDArray, positions: NDAr
             value_i = min(value_i, found.maximum_charge_micros)
         if value_i > _I64_MAX or seconds_i > _I64_MAX:
             raise ValidationError(
-                f"row {int(positions[i])}: cost_micros", value_i,
+                f"row {int(positions[i])}: cost_micros",
+                value_i,
                 "a cost that fits in an int64 column (rate this call with rate())",
             )
         cost[i] = value_i
@@ -1244,9 +1322,9 @@ def _price(compiled: _Compiled, rate: NDArray, billsec: NDArray, positions: NDAr
     return cost, billed
 
 
-def _exact(compiled: _Compiled, shape: NDArray, per_minute: NDArray, billsec: NDArray) -> tuple[
-    NDArray, NDArray
-]:
+def _exact(
+    compiled: _Compiled, shape: NDArray, per_minute: NDArray, billsec: NDArray
+) -> tuple[NDArray, NDArray]:
     """(exact sum x 60, billed seconds) in int64, for rows known not to overflow."""
     initial = compiled.initial[shape]
     step = compiled.increment[shape]

@@ -130,9 +130,7 @@ def rate(cdr: CDR, plan: RatePlan | None) -> Charge:
     if plan is None:
         return _rate_chain(cdr, ())
     if not isinstance(plan, RatePlan):
-        raise ValidationError(
-            "plan", plan, "a RatePlan or None (use Rater for a chain of plans)"
-        )
+        raise ValidationError("plan", plan, "a RatePlan or None (use Rater for a chain of plans)")
     return _rate_chain(cdr, (plan,))
 
 
@@ -465,8 +463,15 @@ PlanChain = RatePlan | Sequence[RatePlan]
 
 # Columns of BatchResult.to_pandas() / to_arrow(), in order.
 _BATCH_COLUMNS = (
-    "position", "call_id", "status", "reason", "cost_micros", "currency", "billed_seconds",
-    "prefix", "error",
+    "position",
+    "call_id",
+    "status",
+    "reason",
+    "cost_micros",
+    "currency",
+    "billed_seconds",
+    "prefix",
+    "error",
 )
 
 
@@ -627,14 +632,24 @@ class BatchResult:
                 else:
                     call_id = None
                 row: tuple[Any, ...] = (
-                    call_id, "ERROR", None, None, None, None, None,
+                    call_id,
+                    "ERROR",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
                     error.error if error is not None else None,
                 )
             else:
                 row = (
-                    charge.call_id, charge.status.value,
+                    charge.call_id,
+                    charge.status.value,
                     charge.reason.value if charge.reason is not None else None,
-                    charge.cost_micros, charge.currency, charge.billed_seconds, charge.prefix,
+                    charge.cost_micros,
+                    charge.currency,
+                    charge.billed_seconds,
+                    charge.prefix,
                     None,
                 )
             for name, value in zip(_BATCH_COLUMNS[1:], row, strict=True):

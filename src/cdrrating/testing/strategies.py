@@ -61,8 +61,12 @@ MIN_TIMESTAMP = datetime(2024, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2026, 12, 31, tzinfo=UTC)
 
 # Fixed offsets only: no time-zone database is needed, and every value is tz-aware.
-_ZONES = (UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5)),
-          timezone(timedelta(hours=5, minutes=30)))
+_ZONES = (
+    UTC,
+    timezone(timedelta(hours=2)),
+    timezone(timedelta(hours=-5)),
+    timezone(timedelta(hours=5, minutes=30)),
+)
 
 _DEFAULT_MAX_MICROS = 10_000 * 1_000_000  # 10,000 currency units
 
@@ -287,7 +291,10 @@ def dialled_numbers(
             f"{MAX_NUMBER_LEN}-character destination_number"
         )
     return _numbers(
-        heads=heads, min_size=min_size, max_size=max_size, formatted=formatted,
+        heads=heads,
+        min_size=min_size,
+        max_size=max_size,
+        formatted=formatted,
         access_prefixes=tuple(access),
     )
 
@@ -507,8 +514,9 @@ def rates(
             raise InvalidArgument(f"priority {v!r} must be an int")
         return int(v)
 
-    price_s = _as_strategy("per_minute_micros", per_minute_micros, price,
-                           micros(max_value=10_000_000))
+    price_s = _as_strategy(
+        "per_minute_micros", per_minute_micros, price, micros(max_value=10_000_000)
+    )
     direction_s = _as_strategy("directions", directions, Direction.parse, _MOSTLY_OUTBOUND)
     status_s = _as_strategy("statuses", statuses, RateStatus.parse, st.sampled_from(RateStatus))
     priority_s = _as_strategy("priorities", priorities, priority, st.integers(0, 3))
@@ -522,8 +530,12 @@ def rates(
             st.sampled_from(_COMMON_INCREMENTS)
             | st.tuples(st.integers(0, 120), st.integers(1, 60)),
         )
-    for name, flag in (("with_tiers", with_tiers), ("with_windows", with_windows),
-                       ("with_fees", with_fees), ("with_grace", with_grace)):
+    for name, flag in (
+        ("with_tiers", with_tiers),
+        ("with_windows", with_windows),
+        ("with_fees", with_fees),
+        ("with_grace", with_grace),
+    ):
         if not isinstance(flag, bool):
             raise InvalidArgument(f"{name}={flag!r} must be a bool")
     if timestamps is None:
@@ -536,9 +548,16 @@ def rates(
             )
         timestamp_s = timestamps
     return _rates(
-        prefix_s=prefix_s, price_s=price_s, direction_s=direction_s, status_s=status_s,
-        priority_s=priority_s, increment_s=increment_s, with_tiers=with_tiers,
-        with_windows=with_windows, with_fees=with_fees, with_grace=with_grace,
+        prefix_s=prefix_s,
+        price_s=price_s,
+        direction_s=direction_s,
+        status_s=status_s,
+        priority_s=priority_s,
+        increment_s=increment_s,
+        with_tiers=with_tiers,
+        with_windows=with_windows,
+        with_fees=with_fees,
+        with_grace=with_grace,
         timestamp_s=timestamp_s,
     )
 
@@ -547,8 +566,10 @@ def rates(
 
 
 def _window(rate: Rate) -> tuple[datetime, datetime]:
-    return (rate.valid_from or datetime.min.replace(tzinfo=UTC),
-            rate.valid_until or datetime.max.replace(tzinfo=UTC))
+    return (
+        rate.valid_from or datetime.min.replace(tzinfo=UTC),
+        rate.valid_until or datetime.max.replace(tzinfo=UTC),
+    )
 
 
 def _disambiguate(drawn: list[Rate]) -> list[Rate]:
@@ -658,11 +679,13 @@ def rate_plans(
             raise InvalidArgument(f"name={v!r} must be a str")
         return v
 
-    currency_s = _as_strategy("currency", currency, currency_code,
-                              st.sampled_from(["EUR", "USD", "GBP"]))
+    currency_s = _as_strategy(
+        "currency", currency, currency_code, st.sampled_from(["EUR", "USD", "GBP"])
+    )
     rounding_s = _as_strategy("rounding", rounding, Rounding.parse, st.sampled_from(Rounding))
-    quantum_s = _as_strategy("quantum_micros", quantum_micros, quantum,
-                             st.sampled_from([1, 100, 10_000]))
+    quantum_s = _as_strategy(
+        "quantum_micros", quantum_micros, quantum, st.sampled_from([1, 100, 10_000])
+    )
     name_s = _as_strategy("name", name, text, st.just(""))
     if access_prefixes is None:
         access_s: st.SearchStrategy[tuple[str, ...]] = st.just(("00",))
@@ -679,8 +702,14 @@ def rate_plans(
                 raise InvalidArgument(f"access prefix {a!r} must be a non-empty str of digits")
         access_s = st.just(access)
     return _plans(
-        rate_s=rates, min_size=min_size, max_size=max_size, currency_s=currency_s,
-        rounding_s=rounding_s, quantum_s=quantum_s, access_s=access_s, name_s=name_s,
+        rate_s=rates,
+        min_size=min_size,
+        max_size=max_size,
+        currency_s=currency_s,
+        rounding_s=rounding_s,
+        quantum_s=quantum_s,
+        access_s=access_s,
+        name_s=name_s,
     )
 
 
@@ -795,8 +824,7 @@ def cdrs(
     else:
         _check_strategy("numbers", numbers)
         number_s = numbers
-    disposition_s = _as_strategy("dispositions", dispositions, Disposition.parse,
-                                 _MOSTLY_ANSWERED)
+    disposition_s = _as_strategy("dispositions", dispositions, Disposition.parse, _MOSTLY_ANSWERED)
     direction_s = _as_strategy("directions", directions, Direction.parse, _MOSTLY_OUTBOUND)
 
     def seconds(v: Any) -> int:
@@ -805,7 +833,9 @@ def cdrs(
         return int(v)
 
     billsec_s = _as_strategy(
-        "billsec", billsec, seconds,
+        "billsec",
+        billsec,
+        seconds,
         st.just(0) | st.integers(1, 120) | st.integers(1, 7_200),
     )
     if timestamps is None:
@@ -820,14 +850,22 @@ def cdrs(
         return v
 
     tenant_s: st.SearchStrategy[str | None] = _as_strategy("tenants", tenants, tenant, st.none())
-    for flag_name, flag in (("with_timestamps", with_timestamps), ("with_details", with_details),
-                            ("allow_unanswered_billsec", allow_unanswered_billsec)):
+    for flag_name, flag in (
+        ("with_timestamps", with_timestamps),
+        ("with_details", with_details),
+        ("allow_unanswered_billsec", allow_unanswered_billsec),
+    ):
         if not isinstance(flag, bool):
             raise InvalidArgument(f"{flag_name}={flag!r} must be a bool")
     return _cdrs(
-        number_s=number_s, disposition_s=disposition_s, direction_s=direction_s,
-        billsec_s=billsec_s, timestamp_s=timestamp_s, tenant_s=tenant_s,
-        with_timestamps=with_timestamps, with_details=with_details,
+        number_s=number_s,
+        disposition_s=disposition_s,
+        direction_s=direction_s,
+        billsec_s=billsec_s,
+        timestamp_s=timestamp_s,
+        tenant_s=tenant_s,
+        with_timestamps=with_timestamps,
+        with_details=with_details,
         allow_unanswered_billsec=allow_unanswered_billsec,
     )
 
