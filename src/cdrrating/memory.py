@@ -353,6 +353,7 @@ class MemoryRateRepository:
         quantum_micros: int = 1,
         access_prefixes: Sequence[str] = ("00",),
         name: str | None = None,
+        **plan_options: Any,
     ) -> RatePlan:
         at_us = to_micros_epoch(at) if at is not None else None
         with self._lock:
@@ -366,6 +367,7 @@ class MemoryRateRepository:
             quantum_micros=quantum_micros,
             access_prefixes=access_prefixes,
             name=name if name is not None else (tenant or ""),
+            **plan_options,
         )
 
 

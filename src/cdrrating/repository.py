@@ -37,6 +37,7 @@ from cdrrating.money import Rounding
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate, RateStatus, Tier
 from cdrrating.rating import Charge, ChargeStatus, Reason
+from cdrrating.schedule import Schedule
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -145,6 +146,7 @@ class StoredRate:
         out["valid_until"] = r.valid_until.isoformat() if r.valid_until else None
         out["tiers"] = [attrs.asdict(t) for t in r.tiers]
         out["source_prefix"] = r.source_prefix
+        out["schedule"] = str(r.schedule) if r.schedule is not None else None
         out["created_at"] = self.created_at.isoformat()
         out["updated_at"] = self.updated_at.isoformat()
         if fields is None:
@@ -387,9 +389,12 @@ class RateRepository(Protocol):
         quantum_micros: int = 1,
         access_prefixes: Sequence[str] = ("00",),
         name: str | None = None,
+        **plan_options: Any,
     ) -> RatePlan:
         """The tenant's deck (``None``: the rates stored without a tenant) as a plan;
-        with ``at``, only the rates in force at that instant."""
+        with ``at``, only the rates in force at that instant. ``plan_options`` are the
+        other :class:`~cdrrating.RatePlan` keywords (``timezone``, ``holidays``,
+        ``band_policy``) that scheduled rates are read with."""
         ...
 
 
@@ -526,6 +531,8 @@ RATE_ENTITY = Entity(
         Field("valid_until", Kind.TIME, nullable=True),
         Field("source_prefix", Kind.STR, nullable=True, max_len=255),
         Field("tiers", Kind.JSON),
+        # The compact form str(Schedule) writes and Schedule.parse reads back exactly.
+        Field("schedule", Kind.STR, nullable=True),
         Field("created_at", Kind.TIME),
         Field("updated_at", Kind.TIME),
     ),
@@ -801,6 +808,7 @@ def rate_row(
         "tiers": json.dumps(
             [[t.after_seconds, t.per_minute_micros, t.increment_seconds] for t in rate.tiers]
         ),
+        "schedule": str(rate.schedule) if rate.schedule is not None else None,
         "created_at_us": created_us,
         "updated_at_us": updated_us,
         "destination_fold": fold(rate.destination),
@@ -840,6 +848,7 @@ def stored_rate(row: Mapping[Any, Any]) -> StoredRate:
         id=row["id"],
         tenant=row["tenant"],
         source_prefix=row["source_prefix"],
+        schedule=Schedule.parse(row["schedule"]) if row["schedule"] is not None else None,
     )
     return StoredRate(
         rate=rate,
@@ -888,10 +897,15 @@ def patch_rate(rate: Rate, changes: Mapping[str, Any]) -> Rate:
     if not isinstance(changes, Mapping):
         raise ValidationError("changes", changes, "a mapping of field names to new values")
     out: dict[str, Any] = {}
-    for name, value in changes.items():
+    for name, given in changes.items():
         if name not in _RATE_PATCHABLE:
-            raise ValidationError(str(name), value, "one of " + ", ".join(sorted(_RATE_PATCHABLE)))
-        out[name] = parse_timestamp(name, value) if name in _TIME_ATTRS else value
+            raise ValidationError(str(name), given, "one of " + ", ".join(sorted(_RATE_PATCHABLE)))
+        value = given
+        if name in _TIME_ATTRS:
+            value = parse_timestamp(name, given)
+        elif name == "schedule" and isinstance(given, str):
+            value = Schedule.parse(given)  # the form to_mapping() writes
+        out[name] = value
     return attrs.evolve(rate, **out)
 
 

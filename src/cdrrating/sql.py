@@ -217,6 +217,7 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
         sa.Column("valid_until_us", big),
         sa.Column("source_prefix", _Text(255)),
         sa.Column("tiers", _Text(), nullable=False, comment="JSON [[after_s, micros, incr_s]]"),
+        sa.Column("schedule", _Text(), comment="compact form, e.g. Mon-Fri 08:00-20:00"),
         sa.Column("created_at_us", big, nullable=False),
         sa.Column("updated_at_us", big, nullable=False),
         sa.Column("destination_fold", _Text(), nullable=False),
@@ -805,6 +806,7 @@ class SQLRateRepository(_Base):
         quantum_micros: int = 1,
         access_prefixes: Sequence[str] = ("00",),
         name: str | None = None,
+        **plan_options: Any,
     ) -> RatePlan:
         t = self._t
         stmt = sa.select(t).where(t.c.tenant.is_(None) if tenant is None else t.c.tenant == tenant)
@@ -823,4 +825,5 @@ class SQLRateRepository(_Base):
             quantum_micros=quantum_micros,
             access_prefixes=access_prefixes,
             name=name if name is not None else (tenant or ""),
+            **plan_options,
         )

@@ -41,6 +41,7 @@ from cdrrating.repository import (
     RateRepository,
     StoredCDR,
 )
+from cdrrating.schedule import Schedule
 
 __all__ = ["HOSTILE_TEXT", "CDRRepositoryContract", "FakeClock", "RateRepositoryContract"]
 
@@ -861,6 +862,23 @@ class RateRepositoryContract:
         system = rates.load_plan(None, currency="USD")
         assert [r.prefix for r in system] == [""]
         assert rates.load_plan("nobody", currency="EUR").rates == ()
+
+    def test_a_schedule_survives_storage_and_prices_by_time(self, rates: RateRepository) -> None:
+        peak = Schedule.parse("Mon-Fri 08:00-20:00 except:DE")
+        stored = rates.add(Rate("49", 20_000, schedule=peak, id="peak", priority=1))
+        rates.add(Rate("49", 10_000, id="base"))
+        assert rates.get("peak").rate.schedule == peak == stored.rate.schedule
+        assert stored.to_mapping(["schedule"]) == {"schedule": "Mon-Fri 08:00-20:00 except:DE"}
+        plan = rates.load_plan(
+            None, currency="EUR", timezone="Europe/Berlin", holidays={"DE": [T0.date()]}
+        )
+        monday = CDR(call_id="m", started_at=T0, destination_number="49", billsec=60)
+        tuesday = attrs.evolve(monday, call_id="t", started_at=T0 + timedelta(days=1))
+        # T0 is a Monday made a holiday above, so the peak rate is out of force on it.
+        assert [rate(c, plan).rate.id for c in (monday, tuesday)] == ["base", "peak"]  # type: ignore[union-attr]
+        updated = rates.update("peak", {"schedule": "Sat-Sun"})
+        assert updated.rate.schedule == Schedule(weekdays="Sat-Sun")
+        assert rates.update("peak", {"schedule": None}).rate.schedule is None
 
 
 def _fields(rate_: Rate) -> dict[str, Any]:
