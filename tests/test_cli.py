@@ -90,7 +90,7 @@ def test_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
         )
     )
     code, _, err = run(*rate_args(latin))
-    assert code == EXIT_BAD_INPUT and "not UTF-8" in err
+    assert code == EXIT_BAD_INPUT and "not valid utf-8" in err and "--encoding" in err
 
 
 def test_usage_error_exit_code() -> None:

@@ -69,7 +69,7 @@ def test_page_runs(page: str) -> None:
         where = f"docs/{page}:{block.line}"
         # Padding the code with the lines above it makes tracebacks point at the page's
         # own line numbers (and show the failing line of the snippet).
-        code = compile("\n" * block.line + block.code, str(path), "exec")
+        code = compile("\n" * block.line + block.code, str(path), "exec", dont_inherit=True)
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             exec(code, namespace)

@@ -63,6 +63,19 @@ _HEAD = 5  # digits of a number that key the head table (see _Index)
 _SAMPLE = 20_000  # deck prefixes used to choose the probe strategy at build
 
 
+_CODE_PART = re.compile(r"\s*(\d+)(?:\s*-\s*(\d+))?\s*")
+
+
+def _clean_code_list(text: str) -> bool:
+    """A rate notice's code cell of plain codes and same-length ranges (``"49152,
+    49172-49174"``): its rates were expanded from it as written, nothing was dropped."""
+    for part in re.split(r"[,;]", text):
+        m = _CODE_PART.fullmatch(part)
+        if m is None or (m.group(2) is not None and len(m.group(1)) != len(m.group(2))):
+            return False
+    return True
+
+
 class _Index:
     """The fast path for one direction: a dict from prefix to its candidate rates.
 
@@ -559,7 +572,7 @@ class RatePlan:
                         (rate,),
                     )
                 )
-            if rate.source_prefix is not None:
+            if rate.source_prefix is not None and not _clean_code_list(rate.source_prefix):
                 findings.append(
                     Finding(
                         "non_digit_prefix",
