@@ -143,7 +143,7 @@ def fixed_queries(plan: RatePlan) -> list[tuple[str, datetime, Direction]]:
     numbers = {"", "+", "abc", "00", "5", "0"}
     for r in plan.rates:
         for digits in (r.prefix, r.prefix + "0", r.prefix + "9", r.prefix[:-1], r.prefix + "12345"):
-            numbers.update({digits, "00" + digits, "+" + digits, "011" + digits})
+            numbers.update({digits, "00" + digits, "+" + digits, "011" + digits, "0000" + digits})
     times = {T0}
     for r in plan.rates:
         for edge in (r.valid_from, r.valid_until):

@@ -92,9 +92,14 @@ class _Index:
     the deck's own prefixes and keeps the cheaper.
     """
 
-    __slots__ = ("buckets", "fallback", "heads", "scheduled")
+    __slots__ = ("buckets", "fallback", "heads", "raw_digits_ok", "scheduled")
 
-    def __init__(self, groups: Iterable[tuple[str, list[Rate]]], clock: Clock) -> None:
+    def __init__(
+        self,
+        groups: Iterable[tuple[str, list[Rate]]],
+        clock: Clock,
+        access_prefixes: tuple[str, ...] = ("00",),
+    ) -> None:
         # A bucket of one rate with no validity window is stored bare: the common case
         # needs no loop and no time comparison at lookup. Groups arrive in plan order
         # (highest priority first within a prefix). A group with a schedule is a
@@ -112,6 +117,15 @@ class _Index:
                 buckets[prefix] = tuple(group)
         self.buckets = buckets
         self.scheduled = scheduled
+        # A number of plain ASCII digits needs no normalising unless it starts with an
+        # access prefix. When no prefix of the deck starts with one (or is the start of
+        # one, as the catch-all is), such a number can only miss where the stripped
+        # number would hit: lookups may then skip the startswith test, and retry
+        # normalised on a miss (rating-rules §5 is unchanged; it is a third of the
+        # per-lookup overhead on a 287k deck, benchmarks/bench_rating.py).
+        self.raw_digits_ok = not any(
+            p.startswith(a) or a.startswith(p) for p in buckets for a in access_prefixes if a
+        )
         every = tuple(sorted({len(p) for p in buckets}, reverse=True))
         short = tuple(n for n in every if n < _HEAD)
         deeper: dict[str, set[int]] = defaultdict(set)
@@ -361,7 +375,9 @@ class RatePlan:
                     _check_ambiguity(group, clock, overlaps)
         object.__setattr__(self, "_directions", frozenset(directions))
         object.__setattr__(
-            self, "_indexes", {d: _Index(active.get(d, ()), clock) for d in directions}
+            self,
+            "_indexes",
+            {d: _Index(active.get(d, ()), clock, self.access_prefixes) for d in directions},
         )
         object.__setattr__(self, "_trie", None)
         object.__setattr__(self, "_trie_lock", threading.Lock())
@@ -419,11 +435,15 @@ class RatePlan:
             index = self._indexes.get(Direction.parse(direction))
             if index is None:
                 return None
-        if not (number.isdigit() and number.isascii()) or number.startswith(self.access_prefixes):
+        # isascii() first: it is O(1), isdigit() reads the string.
+        if not (number.isascii() and number.isdigit()) or (
+            not index.raw_digits_ok and number.startswith(self.access_prefixes)
+        ):
             maybe = normalise_number(number, self.access_prefixes)
             if maybe is None:
                 return None
             number = maybe
+        when = at or datetime.now(UTC)
         # _Index.find, inlined: a call per lookup is a fifth of its cost (benchmarks/).
         if index.heads:
             entry = index.heads.get(number[:_HEAD], index.fallback)
@@ -438,12 +458,17 @@ class RatePlan:
                 continue
             if type(bucket) is Rate:
                 return bucket
-            if type(bucket) is tuple:
-                found = _in_force(bucket, at or datetime.now(UTC))
-            else:
-                found = bucket.find(at or datetime.now(UTC))  # type: ignore[union-attr]
+            found = (
+                _in_force(bucket, when) if type(bucket) is tuple else bucket.find(when)  # type: ignore[union-attr]
+            )
             if found is not None:
                 return found
+        if index.raw_digits_ok and number.startswith(self.access_prefixes):
+            # Dialled with an access prefix, which was not stripped above: no rate of
+            # this deck can match it as dialled (see _Index), so the stripped number's
+            # answer is the answer.
+            stripped = normalise_number(number, self.access_prefixes)
+            return index.find(stripped, when) if stripped is not None else None
         return None
 
     def has_direction(self, direction: Direction) -> bool:
