@@ -77,6 +77,17 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_text_options(p: argparse.ArgumentParser, times: str) -> None:
+    """``--encoding`` and ``--default-tz``, which every command that reads files takes."""
+    p.add_argument("--encoding", default="utf-8", help="of the input files (default utf-8)")
+    p.add_argument(
+        "--default-tz",
+        type=zone,
+        default=ZoneInfo("UTC"),
+        help=f"time zone of {times} written without an offset (default UTC)",
+    )
+
+
 def add_cdr_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cdr-format",
@@ -89,13 +100,7 @@ def add_cdr_input_options(p: argparse.ArgumentParser) -> None:
         type=json_mapping,
         help="JSON object renaming CDR columns, for the csv and json formats",
     )
-    p.add_argument("--encoding", default="utf-8", help="of the input files (default utf-8)")
-    p.add_argument(
-        "--default-tz",
-        type=zone,
-        default=ZoneInfo("UTC"),
-        help="time zone of naive timestamps (default UTC)",
-    )
+    add_text_options(p, "timestamps")
     p.add_argument(
         "--reject-file", metavar="FILE", help="also write rejected rows there (CSV with line)"
     )

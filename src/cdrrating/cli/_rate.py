@@ -6,7 +6,6 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from cdrrating._validate import parse_timestamp
 from cdrrating.errors import ValidationError
@@ -26,6 +25,7 @@ from ._common import (
     add_cdr_input_options,
     add_db_option,
     add_deck_options,
+    add_text_options,
     cdr_reader,
     clip,
     db_url,
@@ -35,7 +35,6 @@ from ._common import (
     read_deck,
     report_rejects,
     write_table,
-    zone,
 )
 
 # -- the plan --------------------------------------------------------------------------------
@@ -272,13 +271,7 @@ def add_check_plan(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("rates", help="the rate deck (CSV or a rate notice)")
     _add_plan_options(p, currency_required=False)
     add_deck_options(p)
-    p.add_argument("--encoding", default="utf-8", help="of the deck (default utf-8)")
-    p.add_argument(
-        "--default-tz",
-        type=zone,
-        default=ZoneInfo("UTC"),
-        help="time zone of dates in the deck written without an offset (default UTC)",
-    )
+    add_text_options(p, "dates in the deck")
     p.add_argument("--at", help="judge expiry and gaps as of this instant (default now)")
     p.add_argument("--format", choices=RECORD_FORMATS, default="table")
     p.set_defaults(handler=_check_plan)

@@ -34,6 +34,7 @@ from ._common import (
     add_cdr_input_options,
     add_db_option,
     add_deck_options,
+    add_text_options,
     cdr_reader,
     db_url,
     emit,
@@ -41,7 +42,6 @@ from ._common import (
     open_repository,
     read_deck,
     report_rejects,
-    zone,
 )
 
 _RECORD_FIELDS = (
@@ -116,13 +116,7 @@ def add_import_rates(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("rates", help="the rate deck ('-' for stdin)")
     p.add_argument("--tenant", help="the tenant whose deck this is (default: none)")
     add_deck_options(p)
-    p.add_argument("--encoding", default="utf-8", help="of the deck (default utf-8)")
-    p.add_argument(
-        "--default-tz",
-        type=zone,
-        default=zone("UTC"),
-        help="time zone of dates in the deck written without an offset (default UTC)",
-    )
+    add_text_options(p, "dates in the deck")
     p.add_argument("--format", choices=RECORD_FORMATS, default="table")
     add_db_option(p)
     p.set_defaults(handler=_import_rates)
