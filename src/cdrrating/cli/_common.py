@@ -12,7 +12,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cdrrating.formats import CDR_FORMATS, RATE_FORMATS, FormatError, Reader, write_records
+from cdrrating.formats import (
+    CDR_FORMATS,
+    RATE_FORMATS,
+    FormatError,
+    Reader,
+    read_cdrs,
+    read_rates,
+    write_records,
+)
 
 EXIT_OK = 0
 EXIT_REJECTED_ROWS = 1
@@ -149,8 +157,6 @@ def cdr_reader(path: str, args: argparse.Namespace) -> Reader[Any]:
                 f"--mapping applies to the csv and json formats, not {args.cdr_format}"
             )
         options["mapping"] = args.mapping
-    from cdrrating.formats import read_cdrs  # noqa: PLC0415 - cheap; keeps one import site
-
     return read_cdrs(source(path), args.cdr_format, **options)
 
 
@@ -160,8 +166,6 @@ def read_deck(path: str, args: argparse.Namespace) -> tuple[list[Any], Reader[An
     A deck with bad rows is refused whole: rating against part of a deck would price
     calls with the wrong (shorter-prefix) rates without saying so.
     """
-    from cdrrating.formats import read_rates  # noqa: PLC0415
-
     options: dict[str, Any] = {
         "encoding": args.encoding,
         "decimal_separator": "," if args.decimal_comma else ".",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -112,8 +113,6 @@ def summarise(result: BatchResult) -> list[dict[str, Any]]:
 def _print_summary(result: BatchResult, rejected: int, fmt: str, out: TextIO) -> None:
     rows = summarise(result)
     if fmt == "json":
-        import json  # noqa: PLC0415
-
         json.dump(
             {
                 "destinations": rows,

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from cdrrating import repository
 from cdrrating._progress import Progress
 from cdrrating.errors import Conflict, ValidationError
 from cdrrating.plan import RatePlan
@@ -184,8 +185,6 @@ def add_import_cdrs(sub: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def _query_from(args: argparse.Namespace, **overrides: Any) -> Any:
-    from cdrrating.repository import Query  # noqa: PLC0415 - keeps `cdrrating rate` startup lean
-
     try:
         where = json.loads(args.where) if args.where is not None else None
     except json.JSONDecodeError as error:
@@ -203,7 +202,7 @@ def _query_from(args: argparse.Namespace, **overrides: Any) -> Any:
         **overrides,
     }
     try:
-        return Query(**options)
+        return repository.Query(**options)
     except ValidationError as error:
         raise UsageError(str(error)) from None
 
@@ -275,9 +274,7 @@ def add_query(sub: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def _export_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from cdrrating.repository import MAX_LIMIT  # noqa: PLC0415
-
-    query = _query_from(args, limit=MAX_LIMIT)
+    query = _query_from(args, limit=repository.MAX_LIMIT)
     with open_repository(args.db) as repo, contextlib.ExitStack() as stack:
         target = out
         if args.output not in (None, "-"):
