@@ -561,7 +561,8 @@ class RatePlan:
         ``never_wins``: an active rate whose whole window is covered by higher-priority
         rates of the same prefix and direction. ``expired``: a rate whose window ended
         before ``at`` (default now). ``non_digit_prefix``: the source wrote the prefix
-        with other characters (``"+44 20"``), which were dropped.
+        with other characters (``"+44 20"``), which were dropped (a notice's list of plain
+        codes and ranges, ``"49152, 49172-49174"``, is expanded as written: no finding).
         ``schedule_never_matches``: an active rate whose schedule covers no instant of its
         validity window. ``schedule_gap``: a prefix and direction with a schedule, and
         times in the year from ``at`` when one of its rates' windows is open but no rate
