@@ -372,7 +372,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def _copy_rows(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """PostgreSQL with psycopg: COPY, inside the caller's transaction (3x an executemany
+    """PostgreSQL with psycopg: COPY, inside the caller's transaction (4x an executemany
     of INSERTs, benchmarks/bench_storage.py). Values go as parameters of the protocol,
     never into the statement's text; a failure is raised as SQLAlchemy's error, as the
     INSERT path raises it, so that callers handle both alike."""
