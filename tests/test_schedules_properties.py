@@ -300,3 +300,9 @@ def test_rating_is_invariant_to_the_zone_timestamps_are_written_in(
             )
         )
     assert results[0] == results[1] == results[2]
+
+
+@given(schedules())
+def test_schedule_text_round_trips_exactly(schedule: Schedule) -> None:
+    # Storage keeps a schedule as this text (cdrrating.repository), so it must be exact.
+    assert Schedule.parse(str(schedule)) == schedule

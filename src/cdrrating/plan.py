@@ -443,7 +443,6 @@ class RatePlan:
             if maybe is None:
                 return None
             number = maybe
-        when = at or datetime.now(UTC)
         # _Index.find, inlined: a call per lookup is a fifth of its cost (benchmarks/).
         if index.heads:
             entry = index.heads.get(number[:_HEAD], index.fallback)
@@ -458,6 +457,7 @@ class RatePlan:
                 continue
             if type(bucket) is Rate:
                 return bucket
+            when = at or datetime.now(UTC)  # only here: most buckets are a bare Rate
             found = (
                 _in_force(bucket, when) if type(bucket) is tuple else bucket.find(when)  # type: ignore[union-attr]
             )
@@ -468,7 +468,7 @@ class RatePlan:
             # this deck can match it as dialled (see _Index), so the stripped number's
             # answer is the answer.
             stripped = normalise_number(number, self.access_prefixes)
-            return index.find(stripped, when) if stripped is not None else None
+            return index.find(stripped, at or datetime.now(UTC)) if stripped is not None else None
         return None
 
     def has_direction(self, direction: Direction) -> bool:

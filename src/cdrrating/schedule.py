@@ -228,6 +228,11 @@ class Schedule:
             raise ValidationError(
                 "except_holidays", sorted(both), "calendars not also named in only_holidays"
             )
+        if self.start == self.end != time(0):
+            # Every start == end is the whole day: one form, so that equal schedules
+            # compare equal and str() -> parse() gives back the same schedule.
+            object.__setattr__(self, "start", time(0))
+            object.__setattr__(self, "end", time(0))
         object.__setattr__(self, "_start_s", _seconds(self.start))
         object.__setattr__(self, "_end_s", _seconds(self.end))
 
