@@ -98,7 +98,7 @@ class _Index:
         self,
         groups: Iterable[tuple[str, list[Rate]]],
         clock: Clock,
-        access_prefixes: tuple[str, ...] = ("00",),
+        access_prefixes: tuple[str, ...],
     ) -> None:
         # A bucket of one rate with no validity window is stored bare: the common case
         # needs no loop and no time comparison at lookup. Groups arrive in plan order

@@ -175,7 +175,7 @@ def read_deck(path: str, args: argparse.Namespace) -> tuple[list[Any], Reader[An
     if args.dayfirst:
         options["dayfirst"] = True
     reader = read_rates(source(path), args.rate_format, **options)
-    rates = consume(reader)
+    rates = list(guarded(reader))
     if reader.rejects:
         shown = "\n  ".join(f"{path}:{r.line}: {r.reason}" for r in reader.rejects[:20])
         more = f"\n  ... and {len(reader.rejects) - 20} more" if len(reader.rejects) > 20 else ""
@@ -185,11 +185,6 @@ def read_deck(path: str, args: argparse.Namespace) -> tuple[list[Any], Reader[An
     if not rates:
         raise InputError(f"{path}: the rate deck has no rates")
     return rates, reader
-
-
-def consume(reader: Iterable[Any]) -> list[Any]:
-    """A reader's records; a problem with the file as a whole becomes an InputError."""
-    return list(guarded(reader))
 
 
 def guarded(records: Iterable[Any]) -> Iterator[Any]:

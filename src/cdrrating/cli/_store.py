@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -375,7 +374,7 @@ def _prune_into(
         for row in rows:
             handle.write(json.dumps(row.to_mapping(), ensure_ascii=False) + "\n")
         handle.flush()
-        if handle is not out and handle is not sys.stdout:
+        if handle is not out:
             # On disk before the rows are deleted: a crash must not lose both copies.
             os.fsync(handle.fileno())
 
