@@ -248,7 +248,7 @@ def test_a_long_call_costs_band_changes_not_seconds() -> None:
     plan = de_plan()
     answered = local(2026, 3, 6, 17, 0)  # Friday 17:00: peak, off-peak, weekend
     cdr = call(answered, 36_000)
-    bucket = plan._indexes[cdr.direction].buckets["49"]
+    bucket = plan._indexes[cdr.direction].candidates["49"]
     laid = bands(bucket, cdr.started_at, answered, 36_000)  # type: ignore[arg-type]
     billed, _total, runs = lay(laid, 36_000, AssertionError)
     assert [b.rate.id for b in laid if b.rate] == ["peak", "offpeak", "weekend"]

@@ -59,6 +59,8 @@ class Finding:
     rates: tuple[Rate, ...] = ()
 
 
+# What a prefix maps to in _Index.buckets when its candidates are in _Index.candidates.
+_SEE_CANDIDATES: Any = object()
 _HEAD = 5  # digits of a number that key the head table (see _Index)
 _SAMPLE = 20_000  # deck prefixes used to choose the probe strategy at build
 
@@ -79,6 +81,13 @@ def _clean_code_list(text: str) -> bool:
 class _Index:
     """The fast path for one direction: a dict from prefix to its candidate rates.
 
+    ``buckets`` maps a prefix to its rate when it has one rate with no validity window
+    or schedule (nearly every prefix of a real deck), and to ``_SEE_CANDIDATES``
+    otherwise; ``candidates`` then holds its rates (highest priority first) or its
+    :class:`Scheduled` bucket. A hit is returned after one identity test, without
+    reading the object it found: ``plan.lookup`` then costs little more than a dict loop
+    with the ASCII-digit check of rating-rules §5 (``benchmarks/bench_rating.py``).
+
     The trie stays the source of truth (``rates_under``, ``check``, ``explain``); this is
     derived once at build. A lookup probes ``number[:length]`` for the deck's prefix
     lengths, longest first; the first prefix with a rate in force wins (a longer prefix
@@ -92,7 +101,7 @@ class _Index:
     the deck's own prefixes and keeps the cheaper.
     """
 
-    __slots__ = ("buckets", "fallback", "heads", "raw_digits_ok", "scheduled")
+    __slots__ = ("buckets", "candidates", "fallback", "heads", "raw_digits_ok", "scheduled")
 
     def __init__(
         self,
@@ -100,22 +109,27 @@ class _Index:
         clock: Clock,
         access_prefixes: tuple[str, ...],
     ) -> None:
-        # A bucket of one rate with no validity window is stored bare: the common case
-        # needs no loop and no time comparison at lookup. Groups arrive in plan order
-        # (highest priority first within a prefix). A group with a schedule is a
-        # Scheduled bucket: rating prices its calls across bands (rating-rules §6).
-        buckets: dict[str, Rate | tuple[Rate, ...] | Scheduled] = {}
+        # A prefix with one rate, no validity window and no schedule maps to that rate:
+        # the common case needs no loop and no time comparison at lookup. Groups arrive
+        # in plan order (highest priority first within a prefix). A group with a
+        # schedule is a Scheduled bucket: rating prices its calls across bands (§6).
+        buckets: dict[str, Rate] = {}
+        candidates: dict[str, tuple[Rate, ...] | Scheduled] = {}
         scheduled = False
         for prefix, group in groups:
             only = group[0]
-            if any(r.schedule is not None for r in group):
-                buckets[prefix] = Scheduled(tuple(group), clock)
-                scheduled = True
-            elif len(group) == 1 and only.valid_from is None and only.valid_until is None:
+            plain = only.schedule is None and only.valid_from is None and only.valid_until is None
+            if len(group) == 1 and plain:
                 buckets[prefix] = only
+                continue
+            buckets[prefix] = _SEE_CANDIDATES
+            if any(r.schedule is not None for r in group):
+                candidates[prefix] = Scheduled(tuple(group), clock)
+                scheduled = True
             else:
-                buckets[prefix] = tuple(group)
+                candidates[prefix] = tuple(group)
         self.buckets = buckets
+        self.candidates = candidates
         self.scheduled = scheduled
         # A number of plain ASCII digits needs no normalising unless it starts with an
         # access prefix. When no prefix of the deck starts with one (or is the start of
@@ -150,6 +164,11 @@ class _Index:
         self.heads = heads if head_cost < plain_cost else {}
         self.fallback = short if self.heads else every
 
+    def in_force(self, prefix: str, at: datetime) -> Rate | None:
+        """The rate of a ``_SEE_CANDIDATES`` prefix that prices a call started at ``at``."""
+        bucket = self.candidates[prefix]
+        return _in_force(bucket, at) if type(bucket) is tuple else bucket.find(at)  # type: ignore[union-attr]
+
     def find(self, number: str, at: datetime) -> Rate | None:
         if self.heads:
             entry = self.heads.get(number[:_HEAD], self.fallback)
@@ -164,11 +183,9 @@ class _Index:
             bucket = buckets.get(number[:length])
             if bucket is None:
                 continue
-            if type(bucket) is Rate:
+            if bucket is not _SEE_CANDIDATES:
                 return bucket
-            found = (
-                _in_force(bucket, at) if type(bucket) is tuple else bucket.find(at)  # type: ignore[union-attr]
-            )
+            found = self.in_force(number[:length], at)
             if found is not None:
                 return found
         return None
@@ -455,12 +472,10 @@ class RatePlan:
             bucket = buckets.get(number[:length])
             if bucket is None:
                 continue
-            if type(bucket) is Rate:
+            if bucket is not _SEE_CANDIDATES:
                 return bucket
-            when = at or datetime.now(UTC)  # only here: most buckets are a bare Rate
-            found = (
-                _in_force(bucket, when) if type(bucket) is tuple else bucket.find(when)  # type: ignore[union-attr]
-            )
+            # Only here is the time needed: most prefixes have one rate and no window.
+            found = index.in_force(number[:length], at or datetime.now(UTC))
             if found is not None:
                 return found
         if index.raw_digits_ok and number.startswith(self.access_prefixes):

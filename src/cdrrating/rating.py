@@ -155,7 +155,7 @@ def _rate_chain(cdr: CDR, plans: tuple[RatePlan, ...]) -> Charge:
         found = index.find(number, cdr.started_at)
         if found is not None:
             if index.scheduled and billable:  # only plans with schedules pay for this
-                bucket = index.buckets[found.prefix]
+                bucket = index.candidates.get(found.prefix)
                 if type(bucket) is Scheduled:
                     return _price_banded(cdr, plan, bucket, number, plans[:i])
             return _price_call(cdr, plan, found, number, billable, plans[:i])
@@ -250,7 +250,7 @@ def _scheduled_bucket(charge: Charge) -> Scheduled | None:
     if plan is None or rate is None:
         return None
     index = plan._indexes.get(charge.cdr.direction)
-    bucket = index.buckets.get(rate.prefix) if index is not None else None
+    bucket = index.candidates.get(rate.prefix) if index is not None else None
     return bucket if type(bucket) is Scheduled else None
 
 
