@@ -85,8 +85,8 @@ class _Index:
     or schedule (nearly every prefix of a real deck), and to ``_SEE_CANDIDATES``
     otherwise; ``candidates`` then holds its rates (highest priority first) or its
     :class:`Scheduled` bucket. A hit is returned after one identity test, without
-    reading the object it found: ``plan.lookup`` then costs little more than a dict loop
-    with the ASCII-digit check of rating-rules §5 (``benchmarks/bench_rating.py``).
+    reading the object it found (``benchmarks/bench_rating.py`` compares ``plan.lookup``
+    with a bare dict loop and with one that also does the ASCII-digit check of §5).
 
     The trie stays the source of truth (``rates_under``, ``check``, ``explain``); this is
     derived once at build. A lookup probes ``number[:length]`` for the deck's prefix
