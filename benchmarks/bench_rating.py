@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return None
 
     def checked_lookup(number: str) -> Rate | None:
+        # The loop is written out, not a call to dict_lookup: a second call per number
+        # would be counted against the check.
         if not (number.isascii() and number.isdigit()):
             return None
         for length, table in tables:

@@ -109,10 +109,8 @@ class _Index:
         clock: Clock,
         access_prefixes: tuple[str, ...],
     ) -> None:
-        # A prefix with one rate, no validity window and no schedule maps to that rate:
-        # the common case needs no loop and no time comparison at lookup. Groups arrive
-        # in plan order (highest priority first within a prefix). A group with a
-        # schedule is a Scheduled bucket: rating prices its calls across bands (§6).
+        # Groups arrive in plan order (highest priority first within a prefix). A group
+        # with a schedule is a Scheduled bucket: rating prices its calls across bands (§6).
         buckets: dict[str, Rate] = {}
         candidates: dict[str, tuple[Rate, ...] | Scheduled] = {}
         scheduled = False
