@@ -23,10 +23,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from cdrrating import CDR, Rate, RatePlan, Schedule, rate
-from cdrrating.money import _round_ratio
+from cdrrating.money import round_micros
 
 BERLIN = ZoneInfo("Europe/Berlin")
 BANDS = (
@@ -55,7 +56,7 @@ def naive(plan: RatePlan, cdr: CDR) -> int:
         found = plan.lookup(cdr.destination_number, answered + timedelta(seconds=second))
         assert found is not None
         total += found.per_minute_micros
-    return _round_ratio(total, 60, plan.rounding)
+    return round_micros(Fraction(total, 60), mode=plan.rounding)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

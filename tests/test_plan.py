@@ -146,7 +146,7 @@ def test_probe_strategy_does_not_change_answers() -> None:
             )
             assert plan.lookup(number, T0) == expected, number
     heads_used = [
-        bool(next(iter(RatePlan(r, currency="EUR")._indexes.values())).heads)
+        bool(next(iter(RatePlan(r, currency="EUR")._compiled.indexes.values())).heads)
         for r in (short, long_)
     ]
     assert heads_used == [True, False]

@@ -37,13 +37,14 @@ from cdrrating import (
     Reason,
     Rounding,
     ValidationError,
+    _rules,
     format_micros,
     rate,
     round_micros,
     to_micros,
 )
-from cdrrating._pricing import price, segments
-from cdrrating.plan import normalise_number
+from cdrrating._bands import tiers_of
+from cdrrating._rules import normalise_number
 from cdrrating.testing import strategies as cs
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -238,37 +239,43 @@ def test_rounding_agrees_with_decimal(data: st.DataObject, quantum: int, mode: R
 # -- steps and tiers (rating-rules §3) --------------------------------------------------------
 
 
+def laid(rate_: Rate, billsec: int) -> tuple[int, int, list[tuple[int, int, int, int, int]]]:
+    """The engine's steps for one rate: billed seconds, Σ seconds × price, and the runs."""
+    runs: list[tuple[int, int, int, int, int]] = []
+    billed, total = _rules.lay(
+        billsec,
+        _rules.first_step(rate_.initial_seconds, rate_.increment_seconds),
+        rate_.per_minute_micros,
+        _rules.rate_pieces(rate_.increment_seconds, rate_.per_minute_micros, tiers_of(rate_)),
+        runs=runs,
+    )
+    return billed, total, runs
+
+
 @given(cs.rates(with_fees=True), st.integers(1, 600))
-def test_segments_agree_with_a_second_by_second_loop(rate_: Rate, billsec: int) -> None:
+def test_steps_agree_with_a_second_by_second_loop(rate_: Rate, billsec: int) -> None:
+    billed, total, runs = laid(rate_, billsec)
     steps = [
-        (seg.start + i * seg.length, seg.length, seg.per_minute_micros)
-        for seg in segments(rate_, billsec)
-        for i in range(seg.steps)
+        (start + i * length, length, per_minute)
+        for _tag, start, count, length, per_minute in runs
+        for i in range(count)
     ]
     assert steps == brute_steps(rate_, billsec)
-    billed, numerator = price(rate_, billsec)
     assert billed == sum(length for _s, length, _p in steps)
-    assert Fraction(numerator, 60) == brute_exact(rate_, billsec)
+    assert rate_.connection_fee_micros + Fraction(total, 60) == brute_exact(rate_, billsec)
 
 
 @given(cs.rates(with_tiers=False), st.integers(1, 10**7))
-def test_untiered_fast_path_agrees_with_segments(rate_: Rate, billsec: int) -> None:
-    billed, numerator = price(rate_, billsec)
-    segs = segments(rate_, billsec)
-    assert billed == segs[-1].end
-    assert numerator == rate_.connection_fee_micros * 60 + sum(
-        s.steps * s.length * s.per_minute_micros for s in segs
-    )
-    # ... and with the closed form of rating-rules §3.
+def test_untiered_steps_follow_the_closed_form(rate_: Rate, billsec: int) -> None:
+    billed, total, runs = laid(rate_, billsec)
+    assert total == billed * rate_.per_minute_micros
+    assert len(runs) <= 2  # the first step, then one run of increments
+    # The closed form of rating-rules §3.
     initial, increment = rate_.initial_seconds, rate_.increment_seconds
     if billsec <= initial:
         assert billed == initial
     else:
         assert billed == initial + -(-(billsec - initial) // increment) * increment
-
-
-def test_segments_of_an_unbilled_call_are_empty() -> None:
-    assert segments(Rate("1", 1_000), 0) == []
 
 
 # -- rating a call (rating-rules §2-4) ----------------------------------------------------------

@@ -248,7 +248,7 @@ def test_a_long_call_costs_band_changes_not_seconds() -> None:
     plan = de_plan()
     answered = local(2026, 3, 6, 17, 0)  # Friday 17:00: peak, off-peak, weekend
     cdr = call(answered, 36_000)
-    bucket = plan._indexes[cdr.direction].candidates["49"]
+    bucket = plan._compiled.indexes[cdr.direction].candidates["49"]
     laid = bands(bucket, cdr.started_at, answered, 36_000)  # type: ignore[arg-type]
     billed, _total, runs = lay(laid, 36_000, AssertionError)
     assert [b.rate.id for b in laid if b.rate] == ["peak", "offpeak", "weekend"]
@@ -538,31 +538,32 @@ def test_explain_shows_each_band() -> None:
     assert [(b.steps, b.amount) for b in plain.bands()] == [(60, Fraction(60_000))]
 
 
-def test_the_vectorised_path_refuses_plans_with_schedules() -> None:
+def test_the_vectorised_path_rates_plans_with_schedules_as_rate_does() -> None:
     pd = pytest.importorskip("pandas")
     frame = pytest.importorskip("cdrrating.frame")
+    started = datetime(2026, 3, 2, 6, 59, tzinfo=UTC)  # 07:59 in Berlin: across 08:00
     table = pd.DataFrame(
         {
             "call_id": ["a"],
-            "started_at": pd.to_datetime(["2026-03-02 06:59"], utc=True),  # 07:59 in Berlin
-            "answered_at": pd.to_datetime(["2026-03-02 06:59"], utc=True),
+            "started_at": pd.to_datetime([started], utc=True),
+            "answered_at": pd.to_datetime([started], utc=True),
             "destination_number": ["4930901820"],
             "billsec": [120],
         }
     )
+    cdr = call(started, 120, started_at=started)
+    sleeping = Rate("49", 1, status="inactive", schedule=Schedule.parse("Sat"))
     for plan in (
         de_plan(),
         de_plan(rates=[WEEKEND]),
-        RatePlan([Rate("1", 1)], currency="EUR", band_policy="start"),
+        de_plan(band_policy="start"),
+        RatePlan([Rate("49", 60_000), sleeping], currency="EUR"),
     ):
-        with pytest.raises(ValidationError, match="rate_table vectorises"):
-            frame.rate_table(table, plan)
-    # A schedule on an inactive rate changes nothing: the same number as rate().
-    sleeping = Rate("49", 1, status="inactive", schedule=Schedule.parse("Sat"))
-    plan = RatePlan([Rate("49", 60_000), sleeping], currency="EUR")
-    rated = frame.rate_table(table, plan)
-    expected = rate(call(datetime(2026, 3, 2, 6, 59, tzinfo=UTC), 120), plan).cost_micros
-    assert list(rated["cost_micros"]) == [expected] == [120_000]
+        rated = frame.rate_table(table, plan)
+        expected = rate(cdr, plan)
+        costs = [None if pd.isna(v) else int(v) for v in rated["cost_micros"]]
+        assert costs == [expected.cost_micros]
+        assert list(rated["billed_seconds"]) == [expected.billed_seconds]
 
 
 def test_plan_order_and_equality_do_not_depend_on_input_order() -> None:

@@ -17,7 +17,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cdrrating import CDR, PlanError, Rate, RatePlan, Schedule, rate
-from cdrrating.money import _round_ratio
+from cdrrating._rules import round_once
 from cdrrating.testing.strategies import tiers
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata")
@@ -173,7 +173,7 @@ def reference(plan: RatePlan, cdr: CDR) -> tuple[int, int, int, list[tuple[Rate,
         steps.append((r, position, length * price))
         position += length
     exact = first.connection_fee_micros * 60 + sum(a for _, _, a in steps)
-    cost = _round_ratio(exact, 60, plan.rounding)
+    cost = round_once(exact, 60, plan.rounding)
     cost = max(cost, first.minimum_charge_micros)
     if first.maximum_charge_micros is not None:
         cost = min(cost, first.maximum_charge_micros)

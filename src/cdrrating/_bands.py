@@ -5,18 +5,19 @@ instants where a schedule can change its answer are enumerated from the local ca
 (every wall-clock window edge on every local date, both occurrences of a repeated
 wall-clock time, and every UTC-offset change), the answer is evaluated once per instant,
 and the steps that fall in one band are counted with one division per run (as
-``_pricing.segments`` does for tiers).
+``_rules.lay`` does for tiers).
 """
 
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
+from cdrrating._rules import Piece, first_step, in_window, rate_pieces
+from cdrrating._rules import lay as rules_lay
 from cdrrating.errors import PlanError
 
 if TYPE_CHECKING:
@@ -170,9 +171,7 @@ class Scheduled:
         """The highest-priority rate whose window and schedule contain ``at``."""
         local: tuple[date, int] | None = None
         for rate in self.rates:
-            if (rate.valid_from is None or rate.valid_from <= at) and (
-                rate.valid_until is None or at < rate.valid_until
-            ):
+            if in_window(at, rate.valid_from, rate.valid_until):
                 schedule = rate.schedule
                 if schedule is None:
                     return rate
@@ -187,9 +186,7 @@ class Scheduled:
         started then), their schedules, and the clock's key for that set."""
         mask = 0
         for i, rate in enumerate(self.rates):
-            if (rate.valid_from is None or rate.valid_from <= at) and (
-                rate.valid_until is None or at < rate.valid_until
-            ):
+            if in_window(at, rate.valid_from, rate.valid_until):
                 mask |= 1 << i
         found = self._subsets.get(mask)
         if found is None:
@@ -248,45 +245,53 @@ def gap_error(bucket: Scheduled, band: Band) -> PlanError:
     )
 
 
+def tiers_of(rate: Rate) -> tuple[tuple[int, int, int], ...]:
+    """A rate's tiers as ``(after_seconds, per_minute_micros, increment_seconds)``."""
+    return tuple((t.after_seconds, t.per_minute_micros, t.increment_seconds) for t in rate.tiers)
+
+
 def lay(
     bands: Sequence[Band], billsec: int, on_gap: Callable[[Band], Exception]
 ) -> tuple[int, int, list[Run]]:
     """Lay the steps of a ``billsec``-second call across bands (rating-rules §3, §6).
 
     Each step takes its length and price from the rate of the band it starts in, at its
-    billed position (tiers count from the answer, not from the band). Returns billed
+    billed position (tiers count from the answer, not from the band): the bands and
+    each band's tiers become the pieces of :func:`cdrrating._rules.lay`. Returns billed
     seconds, the exact amount × 60 without the connection fee, and the runs.
     """
     first_rate = bands[0].rate
     if first_rate is None:
         raise on_gap(bands[0])
-    first = first_rate.initial_seconds or first_rate.increment_seconds
-    runs = [Run(0, 0, 1, first, first_rate.per_minute_micros)]
-    total = first * first_rate.per_minute_micros
-    position = first
-    band = 0
+    pieces: list[Piece] = []
     last = len(bands) - 1
-    while position < billsec:
-        while band < last and bands[band + 1].threshold <= position:
-            band += 1
-        rate = bands[band].rate
+    for b, band in enumerate(bands):
+        end = bands[b + 1].threshold if b < last else None
+        rate = band.rate
         if rate is None:
-            raise on_gap(bands[band])
-        limit = billsec if band == last else min(billsec, bands[band + 1].threshold)
-        tiers = rate.tiers
-        if tiers:
-            k = bisect_right([t.after_seconds for t in tiers], position)
-            if k < len(tiers):
-                limit = min(limit, tiers[k].after_seconds)
-            inc = rate.increment_seconds if k == 0 else tiers[k - 1].increment_seconds
-            price = rate.per_minute_micros if k == 0 else tiers[k - 1].per_minute_micros
-        else:
-            inc, price = rate.increment_seconds, rate.per_minute_micros
-        steps = -(-(limit - position) // inc)
-        runs.append(Run(band, position, steps, inc, price))
-        total += steps * inc * price
-        position += steps * inc
-    return position, total, runs
+            pieces.append((end, None, None, b))
+            continue
+        # The band's rate's own pieces, cut to the band: a tier piece that ends before
+        # the band starts is not reached in it, and the band's end bounds the rest.
+        for piece_end, increment, price, _tag in rate_pieces(
+            rate.increment_seconds, rate.per_minute_micros, tiers_of(rate), b
+        ):
+            if piece_end is not None and piece_end <= band.threshold:
+                continue
+            if end is not None and (piece_end is None or piece_end >= end):
+                pieces.append((end, increment, price, b))
+                break
+            pieces.append((piece_end, increment, price, b))
+    runs: list[tuple[int, int, int, int, int]] = []
+    billed, total = rules_lay(
+        billsec,
+        first_step(first_rate.initial_seconds, first_rate.increment_seconds),
+        first_rate.per_minute_micros,
+        pieces,
+        runs=runs,
+        on_gap=lambda tag: on_gap(bands[tag]),
+    )
+    return billed, total, [Run(*run) for run in runs]
 
 
 # -- plan checks --------------------------------------------------------------------------------

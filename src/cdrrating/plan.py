@@ -16,8 +16,10 @@ import attrs
 import pygtrie  # type: ignore[import-untyped]  # pygtrie ships no type information
 
 from cdrrating import _html
-from cdrrating._bands import Clock, Scheduled, can_be_in_force, gaps
-from cdrrating._validate import check_int
+from cdrrating._bands import Clock, can_be_in_force, gaps
+from cdrrating._compiled import Compiled
+from cdrrating._rules import normalise_number
+from cdrrating._validate import check_aware, check_int
 from cdrrating.cdr import Direction
 from cdrrating.errors import PlanError, ValidationError
 from cdrrating.money import Rounding, format_micros
@@ -26,28 +28,7 @@ from cdrrating.schedule import BandPolicy, to_holidays
 
 __all__ = ["Finding", "RatePlan", "normalise_number"]
 
-# What people type between digits; rating-rules §5 strips these before lookup.
-_NUMBER_FORMATTING = str.maketrans("", "", " -.()\t")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-
-
-def normalise_number(number: str, access_prefixes: Sequence[str] = ("00",)) -> str | None:
-    """Normalise a dialled number as rating-rules §5 says, or None if it is not a number.
-
-    Strips spaces, ``-``, ``.``, ``(``, ``)``, a leading ``+``, then one international
-    access prefix (the first of ``access_prefixes`` that matches). What remains must be
-    ASCII digits.
-    """
-    n = number.translate(_NUMBER_FORMATTING)
-    if n.startswith("+"):
-        n = n[1:]
-    for access in access_prefixes:
-        if access and n.startswith(access):
-            n = n[len(access) :]
-            break
-    if n and n.isascii() and n.isdigit():
-        return n
-    return None
 
 
 @attrs.frozen
@@ -57,12 +38,6 @@ class Finding:
     code: str  # "never_wins", "expired", "non_digit_prefix", ...
     message: str
     rates: tuple[Rate, ...] = ()
-
-
-# What a prefix maps to in _Index.buckets when its candidates are in _Index.candidates.
-_SEE_CANDIDATES: Any = object()
-_HEAD = 5  # digits of a number that key the head table (see _Index)
-_SAMPLE = 20_000  # deck prefixes used to choose the probe strategy at build
 
 
 _CODE_PART = re.compile(r"\s*(\d+)(?:\s*-\s*(\d+))?\s*")
@@ -76,134 +51,6 @@ def _clean_code_list(text: str) -> bool:
         if m is None or (m.group(2) is not None and len(m.group(1)) != len(m.group(2))):
             return False
     return True
-
-
-class _Index:
-    """The fast path for one direction: a dict from prefix to its candidate rates.
-
-    ``buckets`` maps a prefix to its rate when it has one rate with no validity window
-    or schedule (nearly every prefix of a real deck), and to ``_SEE_CANDIDATES``
-    otherwise; ``candidates`` then holds its rates (highest priority first) or its
-    :class:`Scheduled` bucket. A hit is returned after one identity test, without
-    reading the object it found (``benchmarks/bench_rating.py`` compares ``plan.lookup``
-    with a bare dict loop and with one that also does the ASCII-digit check of §5).
-
-    The trie stays the source of truth (``rates_under``, ``check``, ``explain``); this is
-    derived once at build. A lookup probes ``number[:length]`` for the deck's prefix
-    lengths, longest first; the first prefix with a rate in force wins (a longer prefix
-    with no candidate does not block a shorter one).
-
-    Decks differ in shape, so the probe list is chosen at build. Plain: every length in
-    the deck. Head table: ``heads`` maps a number's first five digits to the lengths that
-    occur under them (or straight to the answer when nothing longer exists there), which
-    saves probes on decks of mixed short and long prefixes and costs one on decks where
-    most prefixes are long. The build counts the probes each would need for a sample of
-    the deck's own prefixes and keeps the cheaper.
-    """
-
-    __slots__ = ("buckets", "candidates", "fallback", "heads", "raw_digits_ok", "scheduled")
-
-    def __init__(
-        self,
-        groups: Iterable[tuple[str, list[Rate]]],
-        clock: Clock,
-        access_prefixes: tuple[str, ...],
-    ) -> None:
-        # Groups arrive in plan order (highest priority first within a prefix). A group
-        # with a schedule is a Scheduled bucket: rating prices its calls across bands (§6).
-        buckets: dict[str, Rate] = {}
-        candidates: dict[str, tuple[Rate, ...] | Scheduled] = {}
-        scheduled = False
-        for prefix, group in groups:
-            only = group[0]
-            plain = only.schedule is None and only.valid_from is None and only.valid_until is None
-            if len(group) == 1 and plain:
-                buckets[prefix] = only
-                continue
-            buckets[prefix] = _SEE_CANDIDATES
-            if any(r.schedule is not None for r in group):
-                candidates[prefix] = Scheduled(tuple(group), clock)
-                scheduled = True
-            else:
-                candidates[prefix] = tuple(group)
-        self.buckets = buckets
-        self.candidates = candidates
-        self.scheduled = scheduled
-        # A number of plain ASCII digits needs no normalising unless it starts with an
-        # access prefix. When no prefix of the deck starts with one (or is the start of
-        # one, as the catch-all is), such a number can only miss where the stripped
-        # number would hit: lookups may then skip the startswith test, and retry
-        # normalised on a miss (rating-rules §5 is unchanged; it is a third of the
-        # per-lookup overhead on a 287k deck, benchmarks/bench_rating.py).
-        self.raw_digits_ok = not any(
-            p.startswith(a) or a.startswith(p) for p in buckets for a in access_prefixes if a
-        )
-        every = tuple(sorted({len(p) for p in buckets}, reverse=True))
-        short = tuple(n for n in every if n < _HEAD)
-        deeper: dict[str, set[int]] = defaultdict(set)
-        for prefix in buckets:
-            if len(prefix) >= _HEAD:
-                deeper[prefix[:_HEAD]].add(len(prefix))
-        heads: dict[str, Rate | tuple[int, ...]] = {}
-        for head, lengths in deeper.items():
-            best = buckets.get(head) if lengths == {_HEAD} else None
-            if type(best) is Rate:
-                heads[head] = best
-            else:
-                below = tuple(n for n in short if head[:n] in buckets)
-                heads[head] = tuple(sorted(lengths, reverse=True)) + below
-        # Numbers under the deck's own prefixes stand in for traffic: each prefix once.
-        sample = [p + "0" * 15 for p in list(buckets)[:: max(1, len(buckets) // _SAMPLE)]]
-        plain_cost = sum(_probes(p, every, buckets) for p in sample)
-        head_cost = 0
-        for p in sample:
-            entry = heads.get(p[:_HEAD], short)
-            head_cost += 1 + (0 if type(entry) is Rate else _probes(p, entry, buckets))  # type: ignore[arg-type]
-        self.heads = heads if head_cost < plain_cost else {}
-        self.fallback = short if self.heads else every
-
-    def in_force(self, prefix: str, at: datetime) -> Rate | None:
-        """The rate of a ``_SEE_CANDIDATES`` prefix that prices a call started at ``at``."""
-        bucket = self.candidates[prefix]
-        return _in_force(bucket, at) if type(bucket) is tuple else bucket.find(at)  # type: ignore[union-attr]
-
-    def find(self, number: str, at: datetime) -> Rate | None:
-        if self.heads:
-            entry = self.heads.get(number[:_HEAD], self.fallback)
-            if type(entry) is Rate:
-                return entry
-        else:
-            entry = self.fallback
-        buckets = self.buckets
-        # No check that length <= len(number) is needed: past the end the slice is the
-        # whole number, and if that is a prefix it is the longest possible match.
-        for length in entry:  # type: ignore[union-attr]
-            bucket = buckets.get(number[:length])
-            if bucket is None:
-                continue
-            if bucket is not _SEE_CANDIDATES:
-                return bucket
-            found = self.in_force(number[:length], at)
-            if found is not None:
-                return found
-        return None
-
-
-def _in_force(bucket: tuple[Rate, ...], at: datetime) -> Rate | None:
-    """The first rate of a bucket (highest priority first) whose window contains ``at``."""
-    for rate in bucket:
-        if (rate.valid_from is None or rate.valid_from <= at) and (
-            rate.valid_until is None or at < rate.valid_until
-        ):
-            return rate
-    return None
-
-
-def _probes(number: str, lengths: tuple[int, ...], buckets: dict[str, Any]) -> int:
-    for i, length in enumerate(lengths, 1):
-        if number[:length] in buckets:
-            return i
-    return len(lengths)
 
 
 def _sort_key(rate: Rate) -> tuple[Any, ...]:
@@ -242,18 +89,21 @@ def _tiebreak_key(r: Rate) -> tuple[Any, ...]:
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
-    # A typed converter: with a bare ``converter=tuple`` mypy infers the parameter as
-    # ``Iterable[_T_co]`` and rejects every caller's ``access_prefixes=("00",)``.
-    return tuple(values)
+def _str_tuple(values: Iterable[str] | str) -> tuple[str, ...]:
+    # One access prefix may be given as a str: "011" is that prefix, never the three
+    # prefixes "0", "1", "1" that tuple("011") would make.
+    if isinstance(values, str):
+        return (values,)
+    try:
+        return tuple(values)
+    except TypeError:
+        raise ValidationError(
+            "access_prefixes", values, "a sequence of digit strings, e.g. ('00', '011')"
+        ) from None
 
 
 def _to_rounding(value: Rounding | str) -> Rounding:
     return Rounding.parse(value)
-
-
-def _to_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
 
 
 def _to_zone(value: str | ZoneInfo) -> str:
@@ -326,11 +176,9 @@ class RatePlan:
         default=BandPolicy.SPLIT, kw_only=True, converter=_to_band_policy
     )
 
-    _clock: Clock = attrs.field(init=False, repr=False)
+    _compiled: Compiled = attrs.field(init=False, repr=False)
     _trie: pygtrie.CharTrie | None = attrs.field(init=False, repr=False)
     _trie_lock: threading.Lock = attrs.field(init=False, repr=False)
-    _indexes: dict[Direction, _Index] = attrs.field(init=False, repr=False)
-    _directions: frozenset[Direction] = attrs.field(init=False, repr=False)
 
     @currency.validator
     def _check_currency(self, _attr: Any, value: Any) -> None:
@@ -353,24 +201,6 @@ class RatePlan:
 
     def __attrs_post_init__(self) -> None:
         clock = Clock(ZoneInfo(self.timezone), self.holidays)
-        object.__setattr__(self, "_clock", clock)
-        # self.rates is sorted by (prefix, direction, -priority, ...): every group the
-        # rules care about is a run of neighbours, so one pass finds them all.
-        active: dict[Direction, list[tuple[str, list[Rate]]]] = defaultdict(list)
-        directions: set[Direction] = set()
-        last: tuple[str, Direction] | None = None
-        run: list[Rate] = []
-        for rate in self.rates:
-            directions.add(rate.direction)
-            if rate.status is not RateStatus.ACTIVE:
-                continue
-            key = (rate.prefix, rate.direction)
-            if key != last:
-                run = [rate]
-                active[rate.direction].append((rate.prefix, run))
-                last = key
-            else:
-                run.append(rate)
         known: dict[Any, bool] = {}
         for rate in self.rates:
             if rate.schedule is not None and rate.schedule not in known:
@@ -383,17 +213,11 @@ class RatePlan:
                         f"a calendar for each name the schedules use (rate {_label(rate)}); "
                         f"the plan has {sorted(self.holidays)}",
                     )
+        compiled = Compiled(self.rates, clock, self.access_prefixes)
         overlaps: dict[tuple[Any, ...], bool] = {}
-        for groups in active.values():
-            for _prefix, group in groups:
-                if len(group) > 1:
-                    _check_ambiguity(group, clock, overlaps)
-        object.__setattr__(self, "_directions", frozenset(directions))
-        object.__setattr__(
-            self,
-            "_indexes",
-            {d: _Index(active.get(d, ()), clock, self.access_prefixes) for d in directions},
-        )
+        for group in compiled.shared():
+            _check_ambiguity(list(group), clock, overlaps)
+        object.__setattr__(self, "_compiled", compiled)
         object.__setattr__(self, "_trie", None)
         object.__setattr__(self, "_trie_lock", threading.Lock())
 
@@ -442,51 +266,27 @@ class RatePlan:
         ``at=None`` means now. An invalid number has no rate (None); use
         :meth:`normalise` to see why.
         """
+        if not isinstance(number, str):
+            raise ValidationError("number", number, "a dialled number as a str")
+        if at is not None:
+            check_aware("at", at)
+        indexes = self._compiled.indexes
+        if not isinstance(direction, str):
+            direction = Direction.parse(direction)  # refuses it, naming the field
         # Direction is a StrEnum, so a plain "outbound" finds the same dict entry.
-        index = self._indexes.get(direction)  # type: ignore[arg-type]
+        index = indexes.get(direction)  # type: ignore[call-overload]
         if index is None:
             # Not a direction this plan prices, or spelled otherwise ("OUTBOUND"):
             # parse it, which refuses a direction that does not exist.
-            index = self._indexes.get(Direction.parse(direction))
+            index = indexes.get(Direction.parse(direction))
             if index is None:
                 return None
-        # isascii() first: it is O(1), isdigit() reads the string.
-        if not (number.isascii() and number.isdigit()) or (
-            not index.raw_digits_ok and number.startswith(self.access_prefixes)
-        ):
-            maybe = normalise_number(number, self.access_prefixes)
-            if maybe is None:
-                return None
-            number = maybe
-        # _Index.find, inlined: a call per lookup is a fifth of its cost (benchmarks/).
-        if index.heads:
-            entry = index.heads.get(number[:_HEAD], index.fallback)
-            if type(entry) is Rate:
-                return entry
-        else:
-            entry = index.fallback
-        buckets = index.buckets
-        for length in entry:  # type: ignore[union-attr]
-            bucket = buckets.get(number[:length])
-            if bucket is None:
-                continue
-            if bucket is not _SEE_CANDIDATES:
-                return bucket
-            # Only here is the time needed: most prefixes have one rate and no window.
-            found = index.in_force(number[:length], at or datetime.now(UTC))
-            if found is not None:
-                return found
-        if index.raw_digits_ok and number.startswith(self.access_prefixes):
-            # Dialled with an access prefix, which was not stripped above: no rate of
-            # this deck can match it as dialled (see _Index), so the stripped number's
-            # answer is the answer.
-            stripped = normalise_number(number, self.access_prefixes)
-            return index.find(stripped, at or datetime.now(UTC)) if stripped is not None else None
-        return None
+        found: Rate | None = index.match(number, at)[1]
+        return found
 
     def has_direction(self, direction: Direction) -> bool:
         """Whether any rate of the plan (in any status) prices calls in ``direction``."""
-        return direction in self._directions
+        return direction in self._compiled.indexes
 
     def rates_under(self, prefix: str) -> tuple[Rate, ...]:
         """Every rate whose prefix starts with ``prefix``, in prefix order."""
@@ -625,7 +425,7 @@ class RatePlan:
     def _check_schedules(
         self, groups: Mapping[tuple[str, Direction], list[Rate]], when: datetime
     ) -> list[Finding]:
-        clock: Clock = self._clock
+        clock: Clock = self._compiled.clock
         findings: list[Finding] = []
         never: dict[tuple[Any, ...], bool] = {}
         found_gaps: dict[tuple[Any, ...], tuple[list[tuple[datetime, datetime]], int]] = {}

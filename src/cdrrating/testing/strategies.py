@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, TypeAlias, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 from hypothesis import strategies as st
@@ -34,15 +35,18 @@ from cdrrating.cdr import CDR, MAX_NUMBER_LEN, Direction, Disposition
 from cdrrating.money import Rounding
 from cdrrating.plan import RatePlan, normalise_number
 from cdrrating.rates import MAX_PREFIX_LEN, Rate, RateStatus, Tier
+from cdrrating.schedule import BandPolicy, Schedule
 
 __all__ = [
     "DIGITS",
+    "HOLIDAYS",
     "cdrs",
     "dialled_numbers",
     "micros",
     "prefixes",
     "rate_plans",
     "rates",
+    "schedules",
     "tiers",
     "timestamps",
 ]
@@ -338,6 +342,50 @@ def timestamps(
 _timestamps = timestamps  # rates() and cdrs() take a timestamps= argument
 
 
+# -- schedules ----------------------------------------------------------------------------
+
+#: Holiday calendars that schedules drawn by default may name, and that
+#: :func:`rate_plans` gives its plans when they have schedules.
+HOLIDAYS: dict[str, frozenset[date]] = {
+    "H1": frozenset({date(2025, 12, 25), date(2025, 12, 26), date(2026, 1, 1)}),
+    "H2": frozenset({date(2025, 3, 30), date(2025, 10, 26), date(2026, 3, 29)}),
+}
+
+# Window edges on whole minutes and a few seconds; 00:00 both ends is the whole day.
+_EDGES = st.sampled_from([0, 3_600, 7_200, 8 * 3_600, 9 * 3_600 + 30 * 60, 18 * 3_600, 86_399])
+
+
+@st.composite
+def _schedules(draw: st.DrawFn, *, calendars: tuple[str, ...]) -> Schedule:
+    days = draw(st.frozensets(st.integers(0, 6), min_size=1))
+    start, end = draw(_EDGES), draw(_EDGES)
+    kwargs: dict[str, Any] = {
+        "weekdays": days,
+        "start": time(start // 3600, start // 60 % 60, start % 60),
+        "end": time(end // 3600, end // 60 % 60, end % 60),
+    }
+    if draw(st.integers(0, 4)) == 0:
+        first = draw(st.dates(date(2024, 1, 1), date(2026, 12, 31)))
+        kwargs["dates"] = ((first, first + timedelta(days=draw(st.integers(0, 60)))),)
+    if calendars and draw(st.integers(0, 3)) == 0:
+        name = draw(st.sampled_from(calendars))
+        key = "only_holidays" if draw(st.booleans()) else "except_holidays"
+        kwargs[key] = (name,)
+    return Schedule(**kwargs)
+
+
+def schedules(*, calendars: Sequence[str] | None = None) -> st.SearchStrategy[Schedule]:
+    """Valid :class:`~cdrrating.Schedule` objects: some weekdays, a time-of-day window
+    (sometimes wrapping midnight, sometimes the whole day), sometimes a date range, and
+    sometimes ``only:`` or ``except:`` one of ``calendars`` (default the names of
+    :data:`HOLIDAYS`; pass ``()`` for none). A plan using them needs those calendars."""
+    names = tuple(HOLIDAYS) if calendars is None else tuple(calendars)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"calendar name {name!r} must be a non-empty str")
+    return _schedules(calendars=names)
+
+
 # -- rates --------------------------------------------------------------------------------
 
 
@@ -410,8 +458,11 @@ def _rates(
     with_fees: bool,
     with_grace: bool,
     timestamp_s: st.SearchStrategy[datetime],
+    schedule_s: st.SearchStrategy[Schedule] | None,
 ) -> Rate:
     kwargs: dict[str, Any] = {}
+    if schedule_s is not None and draw(st.booleans()):
+        kwargs["schedule"] = draw(schedule_s)
     initial, increment = draw(increment_s)
     kwargs["initial_seconds"], kwargs["increment_seconds"] = initial, increment
     if with_tiers and draw(st.booleans()):
@@ -467,6 +518,7 @@ def rates(
     with_fees: bool = True,
     with_grace: bool = True,
     timestamps: st.SearchStrategy[datetime] | None = None,
+    schedules: st.SearchStrategy[Schedule] | None = None,
 ) -> st.SearchStrategy[Rate]:
     """Valid :class:`~cdrrating.Rate` objects.
 
@@ -484,6 +536,8 @@ def rates(
       (default :func:`timestamps`).
     - ``with_fees``: sometimes a connection fee, minimum and maximum charge
       (maximum >= minimum). ``with_grace``: sometimes a grace period of 1-10 s.
+    - ``schedules``: a strategy of :class:`~cdrrating.Schedule` (e.g. :func:`schedules`)
+      to give about half the rates a schedule; default none.
     """
     if prefixes is None:
         prefix_s: st.SearchStrategy[str] = _prefixes()
@@ -538,6 +592,8 @@ def rates(
     ):
         if not isinstance(flag, bool):
             raise InvalidArgument(f"{name}={flag!r} must be a bool")
+    if schedules is not None:
+        _check_strategy("schedules", schedules)
     if timestamps is None:
         timestamp_s = _timestamps()
     else:
@@ -559,6 +615,7 @@ def rates(
         with_fees=with_fees,
         with_grace=with_grace,
         timestamp_s=timestamp_s,
+        schedule_s=schedules,
     )
 
 
@@ -617,11 +674,20 @@ def _plans(
     quantum_s: st.SearchStrategy[int],
     access_s: st.SearchStrategy[tuple[str, ...]],
     name_s: st.SearchStrategy[str],
+    timezone_s: st.SearchStrategy[str],
+    band_policy_s: st.SearchStrategy[BandPolicy],
+    with_schedules: bool,
 ) -> RatePlan:
     if rate_s is None:
-        rate_s = rates(prefixes=draw(_nested_prefixes()), with_windows=draw(st.booleans()))
+        rate_s = rates(
+            prefixes=draw(_nested_prefixes()),
+            with_windows=draw(st.booleans()),
+            schedules=_DEFAULT_SCHEDULES if with_schedules else None,
+        )
     drawn = draw(st.lists(rate_s, min_size=min_size, max_size=max_size))
     access: tuple[str, ...] = draw(access_s)
+    named = {n for r in drawn if r.schedule is not None for n in r.schedule.calendars}
+    holidays = {n: HOLIDAYS.get(n, frozenset()) for n in named}
     return RatePlan(
         _disambiguate(drawn),
         currency=draw(currency_s),
@@ -629,7 +695,13 @@ def _plans(
         quantum_micros=draw(quantum_s),
         access_prefixes=access,
         name=draw(name_s),
+        timezone=draw(timezone_s),
+        holidays=holidays,
+        band_policy=draw(band_policy_s),
     )
+
+
+_DEFAULT_SCHEDULES = schedules()
 
 
 def rate_plans(
@@ -642,6 +714,9 @@ def rate_plans(
     quantum_micros: st.SearchStrategy[int] | int | None = None,
     access_prefixes: st.SearchStrategy[tuple[str, ...]] | Sequence[str] | None = None,
     name: st.SearchStrategy[str] | str | None = None,
+    timezone: st.SearchStrategy[str] | str | None = None,
+    band_policy: st.SearchStrategy[BandPolicy] | BandPolicy | str | None = None,
+    with_schedules: bool = False,
 ) -> st.SearchStrategy[RatePlan]:
     """Valid, never ambiguous :class:`~cdrrating.RatePlan` objects of ``min_size`` to
     ``max_size`` rates.
@@ -657,6 +732,13 @@ def rate_plans(
     ``quantum_micros`` (default 1, 100 or 10,000) and ``name`` take a value or a
     strategy; ``access_prefixes`` a sequence of digit strings or a strategy of tuples
     (default ``("00",)``).
+
+    ``timezone`` (default ``"UTC"``) and ``band_policy`` (default ``split``) take a value
+    or a strategy. With ``with_schedules=True`` the default rates get schedules from
+    :func:`schedules` about half the time; a plan gets the calendars of
+    :data:`HOLIDAYS` its schedules name. Such plans may have schedule gaps (times when
+    no rate of a prefix is in force): ``rate()`` raises :class:`~cdrrating.PlanError`
+    for a call that has a step in one, as ``plan.check()`` warns.
     """
     if rates is not None:
         _check_strategy("rates", rates)
@@ -701,6 +783,12 @@ def rate_plans(
             if not isinstance(a, str) or not (a.isascii() and a.isdigit()):
                 raise InvalidArgument(f"access prefix {a!r} must be a non-empty str of digits")
         access_s = st.just(access)
+    timezone_s = _as_strategy("timezone", timezone, _zone_name, st.just("UTC"))
+    band_policy_s = _as_strategy(
+        "band_policy", band_policy, BandPolicy.parse, st.just(BandPolicy.SPLIT)
+    )
+    if not isinstance(with_schedules, bool):
+        raise InvalidArgument(f"with_schedules={with_schedules!r} must be a bool")
     return _plans(
         rate_s=rates,
         min_size=min_size,
@@ -710,7 +798,18 @@ def rate_plans(
         quantum_s=quantum_s,
         access_s=access_s,
         name_s=name_s,
+        timezone_s=timezone_s,
+        band_policy_s=band_policy_s,
+        with_schedules=with_schedules,
     )
+
+
+def _zone_name(value: Any) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidArgument(f"timezone={value!r} must be an IANA zone name") from None
+    return str(value)
 
 
 # -- call detail records ----------------------------------------------------------------------
@@ -744,19 +843,24 @@ def _cdrs(
     if not answered and not allow_unanswered_billsec:
         billsec = 0
     started = draw(timestamp_s)
+    zone = started.tzinfo
+
+    def later(delta: timedelta) -> datetime:
+        # On the time line, then back to the start's zone: adding to a datetime in a
+        # zone with daylight-saving changes would add wall-clock time.
+        return (started.astimezone(UTC) + delta).astimezone(zone)
+
     fields: dict[str, Any] = {}
     if with_timestamps and (answered or billsec > 0):
         ring = timedelta(microseconds=draw(st.integers(0, 60_000_000)))
-        answered_at = started + ring
         # billsec = ceil(ended_at - answered_at), as rating-rules §2 derives it.
         short = draw(st.integers(0, 999_999)) if billsec > 0 else 0
-        ended_at = answered_at + timedelta(seconds=billsec, microseconds=-short)
-        fields["answered_at"], fields["ended_at"] = answered_at, ended_at
-        whole = ended_at - started
+        whole = ring + timedelta(seconds=billsec, microseconds=-short)
+        fields["answered_at"], fields["ended_at"] = later(ring), later(whole)
         duration = whole.days * 86_400 + whole.seconds + (1 if whole.microseconds else 0)
     elif with_timestamps:
         ringing = draw(st.integers(0, 60_000_000))
-        fields["ended_at"] = started + timedelta(microseconds=ringing)
+        fields["ended_at"] = later(timedelta(microseconds=ringing))
         duration = -(-ringing // 1_000_000)
     else:
         duration = billsec + draw(st.integers(0, 60))
