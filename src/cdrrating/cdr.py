@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
+from cdrrating._enum import EnumParser
+from cdrrating._rules import billable, billsec_between, billsec_fits, instant
 from cdrrating._validate import (
+    MAX_SECONDS,
+    EpochUnit,
     ceil_seconds,
     check_aware,
     check_int,
     check_micros,
     check_str,
+    epoch_micros,
     freeze_mapping,
     parse_timestamp,
+    parse_whole,
+    text_value,
+    to_tzinfo,
+    to_tzinfos,
 )
 from cdrrating.errors import ValidationError
 from cdrrating.money import to_micros
 
-if TYPE_CHECKING:
-    from cdrrating.rating import Charge
+
+class Priced(Protocol):
+    """What :meth:`CDR.with_charge` reads of a charge (a :class:`cdrrating.Charge`)."""
+
+    @property
+    def cost_micros(self) -> int | None: ...
+
+    @property
+    def currency(self) -> str | None: ...
+
 
 __all__ = ["CDR", "Direction", "Disposition"]
 
@@ -39,14 +55,7 @@ class Direction(enum.StrEnum):
 
     @classmethod
     def parse(cls, value: Direction | str, field: str = "direction") -> Direction:
-        if isinstance(value, Direction):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        raise ValidationError(field, value, "one of " + ", ".join(m.value for m in cls))
+        return _PARSE_DIRECTION(value, field)
 
 
 class Disposition(enum.StrEnum):
@@ -62,20 +71,13 @@ class Disposition(enum.StrEnum):
     @classmethod
     def parse(cls, value: Disposition | str, field: str = "disposition") -> Disposition:
         """Accept the enum or a string such as ``"NO ANSWER"``, ``"no_answer"``, ``"answered"``."""
-        if isinstance(value, Disposition):
-            return value
-        if isinstance(value, str):
-            key = value.strip().upper().replace(" ", "_").replace("-", "_")
-            found = _DISPOSITION_ALIASES.get(key)
-            if found is not None:
-                return found
-        raise ValidationError(
-            field, value, "one of " + ", ".join(m.value for m in cls) + " (case-insensitive)"
-        )
+        return _PARSE_DISPOSITION(value, field)
 
 
-_DISPOSITION_ALIASES: dict[str, Disposition] = {m.value: m for m in Disposition}
-_DISPOSITION_ALIASES.update({"NOANSWER": Disposition.NO_ANSWER, "CANCELED": Disposition.CANCELLED})
+_PARSE_DIRECTION = EnumParser(Direction)
+_PARSE_DISPOSITION = EnumParser(
+    Disposition, {"noanswer": Disposition.NO_ANSWER, "canceled": Disposition.CANCELLED}
+)
 
 
 def _to_direction(value: Direction | str) -> Direction:
@@ -123,8 +125,12 @@ class CDR:
     ended_at: datetime | None = attrs.field(
         default=None, validator=lambda _i, _a, v: check_aware("ended_at", v, optional=True)
     )
-    billsec: int = attrs.field(validator=lambda _i, _a, v: check_int("billsec", v))
-    duration: int = attrs.field(validator=lambda _i, _a, v: check_int("duration", v))
+    billsec: int = attrs.field(
+        validator=lambda _i, _a, v: check_int("billsec", v, maximum=MAX_SECONDS)
+    )
+    duration: int = attrs.field(
+        validator=lambda _i, _a, v: check_int("duration", v, maximum=MAX_SECONDS)
+    )
     tenant: str | None = attrs.field(default=None, validator=_opt_str("tenant"))
     extension: str | None = attrs.field(default=None, validator=_opt_str("extension"))
     currency: str | None = attrs.field(default=None, validator=_opt_str("currency", 3))
@@ -141,8 +147,11 @@ class CDR:
         # rating-rules §2: with timestamps but no billsec, billsec = ceil(ended - answered).
         try:
             if self.answered_at is not None and self.ended_at is not None:
-                return max(0, ceil_seconds(self.ended_at, self.answered_at))
-        except TypeError:  # not datetimes, or naive: the validators say which field
+                elapsed = billsec_between(
+                    epoch_micros(self.answered_at), epoch_micros(self.ended_at)
+                )
+                return min(MAX_SECONDS + 1, int(elapsed))
+        except (TypeError, ValueError, OverflowError):  # the validators say which field
             pass
         return 0
 
@@ -152,8 +161,9 @@ class CDR:
         billsec = self.billsec if isinstance(self.billsec, int) else 0
         try:
             if self.ended_at is not None:
-                return max(billsec, ceil_seconds(self.ended_at, self.started_at))
-        except TypeError:  # not datetimes, or naive: the validators say which field
+                elapsed = ceil_seconds(self.ended_at, self.started_at)
+                return max(billsec, min(MAX_SECONDS + 1, elapsed))
+        except (TypeError, ValueError, OverflowError):  # the validators say which field
             pass
         return billsec
 
@@ -165,19 +175,40 @@ class CDR:
     def __attrs_post_init__(self) -> None:
         if self.billsec > self.duration:
             raise ValidationError("billsec", self.billsec, f"at most duration ({self.duration} s)")
-        if self.answered_at is not None and self.answered_at < self.started_at:
+        # Instants are compared in UTC: two datetimes sharing a tzinfo object would be
+        # compared by wall clock, and a call across the clocks going back would end
+        # "before" it was answered.
+        started = instant(self.started_at)
+        answered = instant(self.answered_at) if self.answered_at is not None else None
+        if answered is not None and answered < started:
             raise ValidationError(
                 "answered_at",
                 self.answered_at,
                 f"not before started_at ({self.started_at.isoformat()})",
             )
         if self.ended_at is not None:
-            earliest = self.answered_at or self.started_at
-            if self.ended_at < earliest:
-                which = "answered_at" if self.answered_at is not None else "started_at"
+            ended = instant(self.ended_at)
+            if ended < (answered or started):
+                which = "answered_at" if answered is not None else "started_at"
+                earliest = self.answered_at or self.started_at
                 raise ValidationError(
                     "ended_at", self.ended_at, f"not before {which} ({earliest.isoformat()})"
                 )
+            if answered is not None:
+                answered_us, ended_us = epoch_micros(answered), epoch_micros(ended)
+                if not billsec_fits(self.billsec, answered_us, ended_us):
+                    talked = billsec_between(answered_us, ended_us)
+                    # The record's own clock says the call was shorter than it bills.
+                    raise ValidationError(
+                        "billsec",
+                        self.billsec,
+                        f"at most the {talked} s from answered_at to ended_at"
+                        + (
+                            " (1 s more for clocks read to the second)"
+                            if answered.microsecond == ended.microsecond == 0
+                            else ""
+                        ),
+                    )
 
     # -- edges -------------------------------------------------------------------------
 
@@ -186,23 +217,44 @@ class CDR:
         cls,
         row: Mapping[str, Any],
         *,
-        default_tz: tzinfo = UTC,
+        default_tz: tzinfo | str = UTC,
         decimal_separator: str = ".",
+        epoch_unit: EpochUnit | None = None,
+        tzinfos: Mapping[str, tzinfo | str] | None = None,
     ) -> CDR:
         """Build a CDR from a dict-like row as switches and APIs write them.
 
         Common field-name aliases are understood (``src``/``from_num`` → caller_number,
         ``dst``/``to_num`` → destination_number, ``start``/``start_ts`` → started_at, …);
-        timestamps may be ISO 8601, free text or epoch milliseconds, naive ones taking
-        ``default_tz``; ``billsec`` is derived from ``answered_at``/``ended_at`` when absent;
-        unknown keys are kept in ``extra``.
+        unknown keys are kept in ``extra``. Errors name the key as the row wrote it.
+
+        Timestamps may be aware datetimes, ISO 8601 or date-time text, or epoch numbers.
+        Naive ones take ``default_tz`` (a tzinfo or a zone name such as
+        ``"Europe/Berlin"``); a local text that falls in the hour a daylight-saving
+        change repeats or skips is refused. Zone abbreviations (``"EST"``) are refused
+        unless ``tzinfos`` maps them (``{"EST": "America/New_York"}``); a text without
+        a full date (``"10:00"``, ``"Monday"``) is refused. Epoch numbers are read in
+        ``epoch_unit`` (``"s"``, ``"ms"``, ``"us"`` or ``"ns"``); without one only
+        13-digit milliseconds are accepted, so that seconds or a date such as
+        ``20250422`` are never misread.
+
+        ``billsec`` is derived from ``answered_at``/``ended_at`` (elapsed seconds between
+        the instants, rounded up) when absent, and refused when larger than that.
         """
         if not isinstance(row, Mapping):
             raise ValidationError("row", row, "a mapping of field names to values")
+        tz = to_tzinfo("default_tz", default_tz)
+        zones = to_tzinfos(tzinfos)
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
+        # canonical field -> the key the row used, so errors speak the row's language
+        keys: dict[str, str] = {}
         for key, value in row.items():
-            canonical = _ALIASES.get(key.strip().lower()) if isinstance(key, str) else None
+            canonical = (
+                _ALIASES.get(key.strip().lower())
+                if isinstance(key, str) and len(key) <= _MAX_KEY_LEN
+                else None
+            )
             if canonical is None:
                 extra[key] = value
             elif canonical == "extra":
@@ -213,43 +265,70 @@ class CDR:
                 extra[key] = value
             else:
                 values[canonical] = value
+                keys[canonical] = key
 
+        def name(field: str) -> str:
+            return keys.get(field, field)
+
+        try:
+            return cls._from_values(
+                values,
+                extra,
+                name=name,
+                tz=tz,
+                zones=zones,
+                decimal_separator=decimal_separator,
+                epoch_unit=epoch_unit,
+            )
+        except ValidationError as e:
+            if e.field not in keys:
+                raise
+            # Said of the key and the value as the row wrote them ("answer": "...Z"),
+            # not of the parsed datetime or the canonical field name.
+            key = keys[e.field]
+            raise ValidationError(key, row[key], e.expected) from None
+
+    @classmethod
+    def _from_values(
+        cls,
+        values: dict[str, Any],
+        extra: dict[str, Any],
+        *,
+        name: Callable[[str], str],
+        tz: tzinfo,
+        zones: Mapping[str, tzinfo] | None,
+        decimal_separator: str,
+        epoch_unit: EpochUnit | None,
+    ) -> CDR:
         def blank(v: Any) -> bool:
             return v is None or (isinstance(v, str) and not v.strip())
 
-        for name in ("started_at", "answered_at", "ended_at"):
-            values[name] = parse_timestamp(name, values.get(name), default_tz)
+        for field in ("started_at", "answered_at", "ended_at"):
+            values[field] = parse_timestamp(
+                field, values.get(field), tz, epoch_unit=epoch_unit, tzinfos=zones
+            )
         if values["started_at"] is None:
             raise ValidationError(
                 "started_at",
-                row.get("started_at"),
+                None,
                 "a start timestamp (started_at or an alias such as start, start_ts, start_time)",
             )
 
-        for name in ("billsec", "duration"):
-            if blank(values.get(name)):
-                values.pop(name, None)
+        for field in ("billsec", "duration"):
+            if blank(values.get(field)):
+                values.pop(field, None)
             else:
-                values[name] = _parse_int(name, values[name])
-        if "billsec" not in values:
-            answered, ended = values["answered_at"], values["ended_at"]
-            values["billsec"] = (
-                max(0, ceil_seconds(ended, answered))
-                if answered is not None and ended is not None
-                else 0
-            )
-        if "duration" not in values and values["ended_at"] is not None:
-            values["duration"] = max(
-                values["billsec"], ceil_seconds(values["ended_at"], values["started_at"])
-            )
+                values[field] = parse_whole(
+                    field, values[field], maximum=MAX_SECONDS, what="a whole number of seconds"
+                )
 
         answered_flag = values.pop("answered", None)
         if blank(values.get("disposition")):
             values.pop("disposition", None)
             if not blank(answered_flag):
-                is_answered = _parse_bool("answered", answered_flag)
+                is_answered = _parse_bool(name("answered"), answered_flag)
             else:
-                is_answered = values["answered_at"] is not None or values["billsec"] > 0
+                is_answered = values["answered_at"] is not None or values.get("billsec", 0) > 0
             values["disposition"] = Disposition.ANSWERED if is_answered else Disposition.NO_ANSWER
 
         cost = values.pop("cost", None)
@@ -259,22 +338,26 @@ class CDR:
                 values["cost_micros"] = to_micros(
                     cost if not isinstance(cost, str) else cost.strip(),
                     decimal_separator=decimal_separator,
-                    field="cost",
+                    field=name("cost"),
                 )
         else:
-            values["cost_micros"] = _parse_int("cost_micros", values["cost_micros"])
+            values["cost_micros"] = parse_whole("cost_micros", values["cost_micros"], minimum=None)
 
-        for name in ("call_id", "destination_number", "caller_number"):
-            v = values.get(name)
-            if isinstance(v, int) and not isinstance(v, bool):
-                values[name] = str(v)
-            elif v is None and name == "caller_number":
-                values.pop(name, None)
-        for name in _OPTIONAL_TEXT:
-            if blank(values.get(name)):
-                values.pop(name, None)
-            elif not isinstance(values[name], str):
-                values[name] = str(values[name])
+        for field, max_len in (
+            ("call_id", 255),
+            ("destination_number", MAX_NUMBER_LEN),
+            ("caller_number", MAX_NUMBER_LEN),
+        ):
+            v = values.get(field)
+            if v is None and field == "caller_number":
+                values.pop(field, None)
+            elif v is not None:
+                values[field] = text_value(field, v, max_len=max_len)
+        for field in _OPTIONAL_TEXT:
+            if blank(values.get(field)):
+                values.pop(field, None)
+            else:
+                values[field] = text_value(field, values[field], max_len=255)
         if blank(values.get("direction")):
             values.pop("direction", None)
         if "call_id" not in values:
@@ -285,6 +368,7 @@ class CDR:
                 None,
                 "a dialled number (destination_number, dst, to_num, ...)",
             )
+        # billsec and duration, when absent, are derived by the constructor (one rule).
         return cls(**values, extra=extra)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -301,7 +385,7 @@ class CDR:
             out[field.name] = value
         return out
 
-    def with_charge(self, charge: Charge) -> CDR:
+    def with_charge(self, charge: Priced) -> CDR:
         """A copy with ``cost_micros`` and ``currency`` set from a charge (both None for an
         unrated call: no cost, so no currency either)."""
         currency = charge.currency if charge.cost_micros is not None else None
@@ -310,8 +394,11 @@ class CDR:
     @property
     def is_billable(self) -> bool:
         """Answered with at least one billable second (rating-rules §2)."""
-        return self.disposition is Disposition.ANSWERED and self.billsec > 0
+        return bool(billable(self.disposition is Disposition.ANSWERED, self.billsec))
 
+
+# No alias is longer; a longer key cannot name a field and goes to extra unread.
+_MAX_KEY_LEN = 64
 
 _OPTIONAL_TEXT = ("tenant", "extension", "currency", "hangup_cause", "queue_id", "agent_id")
 
@@ -356,18 +443,6 @@ _ALIASES.update(
         "cost": "cost",
     }
 )
-
-
-def _parse_int(field: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValidationError(field, value, "a whole number of seconds")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    raise ValidationError(field, value, "a whole number")
 
 
 def _parse_bool(field: str, value: Any) -> bool:

@@ -13,6 +13,7 @@ __all__ = [
     "Conflict",
     "NotFound",
     "PlanError",
+    "StorageError",
     "ValidationError",
 ]
 
@@ -53,6 +54,12 @@ class PlanError(ValidationError):
         return str(value)
 
 
+class StorageError(CdrRatingError):
+    """The database could not do what was asked: unreachable, out of space, or still
+    deadlocked after the retries. The driver's own exception is ``__cause__``; nothing
+    of the failed operation was written."""
+
+
 class NotFound(CdrRatingError, LookupError):
     """A record asked for by its id does not exist."""
 
@@ -62,5 +69,13 @@ class Conflict(CdrRatingError):
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    # Describing a bad value must not fail in its turn: Python refuses to write an int of
+    # more than 4,300 digits, and a deeply nested or hostile object may not repr at all.
+    if isinstance(value, int) and value.bit_length() > 256:
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits:,} digits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<a {type(value).__name__} that cannot be shown>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

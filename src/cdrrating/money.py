@@ -12,19 +12,38 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from cdrrating._enum import EnumParser
+from cdrrating._rules import round_once
 from cdrrating.errors import ValidationError
 
 __all__ = [
+    "MAX_AMOUNT_UNITS",
+    "MAX_MICROS",
     "MICROS_PER_UNIT",
     "Rounding",
     "format_micros",
+    "parse_decimal",
     "round_micros",
     "to_micros",
 ]
 
 MICROS_PER_UNIT = 1_000_000
 
-_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+#: Amounts are refused from this many currency units on (either sign): far above any
+#: real price or call cost, and it keeps every amount in micros inside a signed 64-bit
+#: integer (the BIGINT columns of the SQL store), with room to add many of them.
+MAX_AMOUNT_UNITS = 10**12
+#: The largest amount in micros any input may name (just under 10**18).
+MAX_MICROS = MAX_AMOUNT_UNITS * MICROS_PER_UNIT - 1
+
+# Bounds that keep the work per value small whatever the input: a decimal text longer
+# than this, with more significant digits, or with more decimal places is not a price.
+_MAX_TEXT_LEN = 64
+_MAX_DIGITS = 40
+_MAX_PLACES = 30
+
+# ASCII digits only: dialled numbers refuse other scripts' digits, and so do amounts.
+_DECIMAL_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 class Rounding(enum.StrEnum):
@@ -37,14 +56,10 @@ class Rounding(enum.StrEnum):
 
     @classmethod
     def parse(cls, value: Rounding | str, field: str = "rounding") -> Rounding:
-        if isinstance(value, Rounding):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower().replace("-", "_"))
-            except ValueError:
-                pass
-        raise ValidationError(field, value, "one of " + ", ".join(m.value for m in cls))
+        return _PARSE_ROUNDING(value, field)
+
+
+_PARSE_ROUNDING = EnumParser(Rounding)
 
 
 def round_micros(
@@ -61,26 +76,8 @@ def round_micros(
             "value", value, "an exact amount of micros: int, Fraction or Decimal, not a float"
         )
     value = Fraction(value)
-    return (
-        _round_ratio(value.numerator, value.denominator * quantum, Rounding.parse(mode)) * quantum
-    )
-
-
-def _round_ratio(num: int, den: int, mode: Rounding) -> int:
-    """Round num/den (den > 0) to an integer. Integer-only: this sits on the rating hot path."""
-    q, r = divmod(num, den)  # floor division: 0 <= r < den
-    if r == 0 or mode is Rounding.DOWN:
-        return q
-    if mode is Rounding.UP:
-        return q + 1
-    twice = 2 * r
-    if twice > den:
-        return q + 1
-    if twice < den:
-        return q
-    if mode is Rounding.HALF_UP:
-        return q + 1 if q >= 0 else q  # a tie rounds away from zero
-    return q if q % 2 == 0 else q + 1
+    steps = round_once(value.numerator, value.denominator * quantum, Rounding.parse(mode))
+    return int(steps) * quantum
 
 
 def to_micros(
@@ -95,7 +92,13 @@ def to_micros(
     ``int`` and ``Decimal`` values and decimal strings (``"0.0125"``, or ``"0,0125"`` with
     ``decimal_separator=","``) are accepted. A value with more than six decimal places is
     refused unless ``rounding`` names a mode. ``field`` names the value in errors.
+
+    Limits, so that no input costs more than a glance: the amount must be below
+    :data:`MAX_AMOUNT_UNITS` (10**12) in absolute value, have at most 40 significant
+    digits and 30 decimal places, and a text at most 64 characters. Digits are ASCII
+    ``0``-``9``; other scripts' digits are refused, as in dialled numbers.
     """
+    mode = None if rounding is None else Rounding.parse(rounding)
     if isinstance(value, bool):
         raise ValidationError(field, value, "a decimal amount, not a bool")
     if isinstance(value, float):
@@ -106,29 +109,64 @@ def to_micros(
             "not a float (floats cannot hold most prices exactly)",
         )
     if isinstance(value, int):
+        if not -MAX_AMOUNT_UNITS < value < MAX_AMOUNT_UNITS:
+            raise ValidationError(field, value, _TOO_LARGE)
         return value * MICROS_PER_UNIT
     if isinstance(value, str):
-        dec = _parse_decimal_text(value, decimal_separator, field)
+        dec = parse_decimal(value, decimal_separator=decimal_separator, field=field)
     elif isinstance(value, Decimal):
         dec = value
     else:
         raise ValidationError(field, value, "a Decimal, a decimal string or an int")
+    return _decimal_micros(dec, value, mode, field)
+
+
+_TOO_LARGE = f"an amount below {MAX_AMOUNT_UNITS:,} in absolute value"
+
+
+def _decimal_micros(dec: Decimal, shown: object, mode: Rounding | None, field: str) -> int:
     if not dec.is_finite():
-        raise ValidationError(field, value, "a finite decimal amount")
+        raise ValidationError(field, shown, "a finite decimal amount")
+    if dec.is_zero():
+        return 0  # whatever its exponent: 0E+999999999 is still nothing
+    # Checked on the decimal's parts before any arithmetic: 1E+999999999 would otherwise
+    # become a billion-digit integer.
+    if dec.adjusted() >= 12:
+        raise ValidationError(field, shown, _TOO_LARGE)
+    digits, exponent = dec.as_tuple()[1:]
+    assert isinstance(exponent, int)  # a finite decimal has an int exponent
+    if len(digits) > _MAX_DIGITS:
+        raise ValidationError(field, shown, f"at most {_MAX_DIGITS} significant digits")
+    significant = len(digits)
+    while digits[significant - 1] == 0:  # trailing zeros are no decimal places
+        significant -= 1
+    if exponent + len(digits) - significant < -_MAX_PLACES:
+        raise ValidationError(field, shown, f"at most {_MAX_PLACES} decimal places")
     exact = Fraction(dec) * MICROS_PER_UNIT
     if exact.denominator == 1:
-        return int(exact)
-    if rounding is None:
+        micros = int(exact)
+    elif mode is None:
         raise ValidationError(
-            field, value, "at most 6 decimal places (or name a rounding mode to round to a micro)"
+            field, shown, "at most 6 decimal places (or name a rounding mode to round to a micro)"
         )
-    return round_micros(exact, mode=rounding)
+    else:
+        micros = round_micros(exact, mode=mode)
+    if not -MAX_MICROS <= micros <= MAX_MICROS:
+        raise ValidationError(field, shown, _TOO_LARGE)
+    return micros
 
 
-def _parse_decimal_text(text: str, decimal_separator: str, field: str) -> Decimal:
+def parse_decimal(text: str, *, decimal_separator: str = ".", field: str = "amount") -> Decimal:
+    """Read decimal text exactly as :func:`to_micros` reads it (the same bounds and
+    messages), as a ``Decimal`` in currency units: for callers that scale it first
+    (a price per second that a deck writes, to be priced per minute)."""
     if decimal_separator not in (".", ","):
         raise ValidationError("decimal_separator", decimal_separator, "'.' or ','")
     cleaned = text.strip()
+    if len(cleaned) > _MAX_TEXT_LEN:
+        raise ValidationError(
+            field, text, f"a decimal number of at most {_MAX_TEXT_LEN} characters"
+        )
     if decimal_separator == ",":
         if "." in cleaned:
             raise ValidationError(
@@ -136,16 +174,17 @@ def _parse_decimal_text(text: str, decimal_separator: str, field: str) -> Decima
             )
         cleaned = cleaned.replace(",", ".")
     if not _DECIMAL_TEXT.fullmatch(cleaned):
+        # Said in words, not as a Python argument: a file user sets it with a CLI flag.
         hint = (
-            " (use decimal_separator=',' for a decimal comma)"
+            " (the decimal separator is '.' here, not ',')"
             if decimal_separator == "." and "," in cleaned
             else ""
         )
         raise ValidationError(field, text, "a decimal number such as '0.0125'" + hint)
     try:
         return Decimal(cleaned)
-    except InvalidOperation:  # pragma: no cover - the pattern above admits only valid text
-        raise ValidationError(field, text, "a decimal number") from None
+    except InvalidOperation:  # the exponent alone is beyond what Decimal holds
+        raise ValidationError(field, text, _TOO_LARGE) from None
 
 
 def format_micros(micros: int, currency: str | None = None, *, places: int | None = None) -> str:

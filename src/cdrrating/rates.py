@@ -9,12 +9,24 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import attrs
-from dateutil import parser as dateutil_parser
 
-from cdrrating._validate import check_aware, check_int, check_micros, check_str, parse_timestamp
-from cdrrating.cdr import Direction, _to_direction
+from cdrrating._enum import EnumParser
+from cdrrating._rules import in_window, instant
+from cdrrating._validate import (
+    MAX_INT64,
+    MAX_SECONDS,
+    check_aware,
+    check_int,
+    check_micros,
+    check_str,
+    parse_timestamp,
+    parse_whole,
+    text_value,
+    to_tzinfo,
+)
+from cdrrating.cdr import Direction
 from cdrrating.errors import ValidationError
-from cdrrating.money import to_micros
+from cdrrating.money import MAX_MICROS, to_micros
 from cdrrating.schedule import Schedule, schedule_from_row
 
 __all__ = ["Rate", "RateStatus", "Tier", "parse_increment"]
@@ -35,23 +47,22 @@ class RateStatus(enum.StrEnum):
 
     @classmethod
     def parse(cls, value: RateStatus | str, field: str = "status") -> RateStatus:
-        if isinstance(value, RateStatus):
-            return value
-        if isinstance(value, str):
-            found = _STATUS_ALIASES.get(value.strip().lower())
-            if found is not None:
-                return found
-        raise ValidationError(field, value, "one of active, inactive (case-insensitive)")
+        return _PARSE_STATUS(value, field)
 
 
-_STATUS_ALIASES = {
-    "active": RateStatus.ACTIVE,
-    "enabled": RateStatus.ACTIVE,
-    "inactive": RateStatus.INACTIVE,
-    "disabled": RateStatus.INACTIVE,
-    "closed": RateStatus.INACTIVE,
-    "discontinued": RateStatus.INACTIVE,
-}
+_PARSE_STATUS = EnumParser(
+    RateStatus,
+    {
+        "enabled": RateStatus.ACTIVE,
+        "disabled": RateStatus.INACTIVE,
+        "closed": RateStatus.INACTIVE,
+        "discontinued": RateStatus.INACTIVE,
+    },
+)
+
+
+def _to_direction(value: Direction | str) -> Direction:
+    return Direction.parse(value)
 
 
 def _to_status(value: RateStatus | str) -> RateStatus:
@@ -74,13 +85,18 @@ class Tier:
     ``increment_seconds`` long (rating-rules §3)."""
 
     after_seconds: int = attrs.field(
-        validator=lambda _i, _a, v: check_int("tier.after_seconds", v, minimum=1)
+        validator=lambda _i, _a, v: check_int(
+            "tier.after_seconds", v, minimum=1, maximum=MAX_SECONDS
+        )
     )
     per_minute_micros: int = attrs.field(
         validator=lambda _i, _a, v: check_micros("tier.per_minute_micros", v)
     )
     increment_seconds: int = attrs.field(
-        default=1, validator=lambda _i, _a, v: check_int("tier.increment_seconds", v, minimum=1)
+        default=1,
+        validator=lambda _i, _a, v: check_int(
+            "tier.increment_seconds", v, minimum=1, maximum=MAX_SECONDS
+        ),
     )
 
 
@@ -159,24 +175,25 @@ class Rate:
             _check_prefix(None, None, prefix)
         if not (
             type(self.per_minute_micros) is int
-            and self.per_minute_micros >= 0
+            and 0 <= self.per_minute_micros <= MAX_MICROS
             and type(self.connection_fee_micros) is int
-            and self.connection_fee_micros >= 0
+            and 0 <= self.connection_fee_micros <= MAX_MICROS
             and type(self.minimum_charge_micros) is int
-            and self.minimum_charge_micros >= 0
+            and 0 <= self.minimum_charge_micros <= MAX_MICROS
             and type(self.initial_seconds) is int
-            and self.initial_seconds >= 0
+            and 0 <= self.initial_seconds <= MAX_SECONDS
             and type(self.increment_seconds) is int
-            and self.increment_seconds >= 1
+            and 1 <= self.increment_seconds <= MAX_SECONDS
             and type(self.grace_seconds) is int
-            and self.grace_seconds >= 0
+            and 0 <= self.grace_seconds <= MAX_SECONDS
             and type(self.priority) is int
+            and -MAX_INT64 <= self.priority <= MAX_INT64
         ):
             for name in _MICROS_FIELDS:
                 check_micros(name, getattr(self, name))
             for name, minimum in _SECONDS_FIELDS:
-                check_int(name, getattr(self, name), minimum=minimum)
-            check_int("priority", self.priority, minimum=None)
+                check_int(name, getattr(self, name), minimum=minimum, maximum=MAX_SECONDS)
+            check_int("priority", self.priority, minimum=-MAX_INT64, maximum=MAX_INT64)
         if self.tiers:
             _check_tiers(None, None, self.tiers)
         if self.maximum_charge_micros is not None:
@@ -193,7 +210,7 @@ class Rate:
             if (
                 self.valid_from is not None
                 and self.valid_until is not None
-                and self.valid_until <= self.valid_from
+                and instant(self.valid_until) <= instant(self.valid_from)
             ):
                 raise ValidationError(
                     "valid_until",
@@ -218,10 +235,10 @@ class Rate:
         return f"{self.initial_seconds}/{self.increment_seconds}"
 
     def in_force(self, at: datetime) -> bool:
-        """True when ``at`` lies in ``[valid_from, valid_until)``."""
-        return (self.valid_from is None or self.valid_from <= at) and (
-            self.valid_until is None or at < self.valid_until
-        )
+        """True when ``at`` lies in ``[valid_from, valid_until)``, compared as instants."""
+        if at.tzinfo is None:
+            check_aware("at", at)
+        return bool(in_window(at, self.valid_from, self.valid_until))
 
     @classmethod
     def parse(
@@ -229,7 +246,7 @@ class Rate:
         row: Mapping[str, Any],
         *,
         decimal_separator: str = ".",
-        default_tz: tzinfo = UTC,
+        default_tz: tzinfo | str = UTC,
         dayfirst: bool = False,
     ) -> Rate:
         """Build a rate from a rate-deck row.
@@ -240,20 +257,47 @@ class Rate:
         or ``N`` (meaning ``N/N``), or from ``initial_seconds`` and ``increment_seconds``.
         A schedule comes from a ``schedule`` column (``"Mon-Fri 08:00-20:00 except:DE"``)
         or from ``weekdays``, ``hours`` (or ``time_from``/``time_until``), ``dates``,
-        ``only_holidays`` and ``except_holidays`` columns.
+        ``only_holidays`` and ``except_holidays`` columns. Column names ignore case,
+        spaces and ``-``; an error names the column as the row wrote it. Dates take
+        ``default_tz`` (a tzinfo or a zone name) when they name no offset.
         """
         if not isinstance(row, Mapping):
             raise ValidationError("row", row, "a mapping of column names to values")
-        # "Dial Code", "dial-code" and "dial_code" are one column.
-        data = {
-            str(k).strip().lower().replace(" ", "_").replace("-", "_"): v
-            for k, v in row.items()
-            if not _blank(v)
-        }
+        tz = to_tzinfo("default_tz", default_tz)
+        # "Dial Code", "dial-code" and "dial_code" are one column; `written` keeps the
+        # name the deck used, for errors. A key that is not text names no column.
+        data: dict[str, Any] = {}
+        written: dict[str, str] = {}
+        for k, v in row.items():
+            if isinstance(k, str) and len(k) <= _MAX_COLUMN_LEN and not _blank(v):
+                key = k.strip().lower().replace(" ", "_").replace("-", "_")
+                data[key] = v
+                written.setdefault(key, k)
+        # Rate field -> the column it came from ("maximum_charge_micros" -> "max_charge").
+        sources: dict[str, str] = {}
+        try:
+            return cls._from_columns(data, sources, decimal_separator, tz, dayfirst)
+        except ValidationError as e:
+            key = sources.get(e.field, e.field)
+            if key not in written:
+                raise
+            # Said of the column and the cell as the deck wrote them.
+            column = written[key]
+            raise ValidationError(column, row[column], e.expected) from None
+
+    @classmethod
+    def _from_columns(
+        cls,
+        data: dict[str, Any],
+        sources: dict[str, str],
+        decimal_separator: str,
+        tz: tzinfo,
+        dayfirst: bool,
+    ) -> Rate:
         kwargs: dict[str, Any] = {}
 
-        raw_prefix = _first(data, "prefix", "code", "dial_code", "dialcode", "dial_prefix")
-        if raw_prefix is None:
+        prefix_key = _first_key(data, "prefix", "code", "dial_code", "dialcode", "dial_prefix")
+        if prefix_key is None:
             # A missing or blank prefix must not quietly become the catch-all, which
             # would price every number: the catch-all is asked for with "*".
             raise ValidationError(
@@ -262,29 +306,40 @@ class Rate:
                 "a prefix column (prefix, code, dial_code, dialcode or dial_prefix) with "
                 "digits; write '*' for the catch-all",
             )
-        if raw_prefix == "*":
+        raw_prefix = text_value(prefix_key, data[prefix_key], max_len=4 * MAX_PREFIX_LEN)
+        if raw_prefix.strip() == "*":
             raw_prefix = ""
-        if isinstance(raw_prefix, int) and not isinstance(raw_prefix, bool):
-            raw_prefix = str(raw_prefix)
-        if not isinstance(raw_prefix, str):
-            raise ValidationError("prefix", raw_prefix, "a string of digits")
         prefix = raw_prefix.translate(_PREFIX_FORMATTING)
+        if prefix and not (prefix.isascii() and prefix.isdigit() and len(prefix) <= MAX_PREFIX_LEN):
+            raise ValidationError(
+                prefix_key,
+                raw_prefix,
+                f"a dial code of at most {MAX_PREFIX_LEN} digits 0-9 ('+', spaces, '-', "
+                "'.' and brackets are ignored; '*' is the catch-all)",
+            )
         if prefix != raw_prefix:
             kwargs["source_prefix"] = raw_prefix
 
         def money(field: str, *decimal_keys: str, micros_keys: tuple[str, ...]) -> None:
             for key in micros_keys:
                 if key in data:
-                    kwargs[field] = _int_value(key, data[key])
+                    kwargs[field] = parse_whole(key, data[key], maximum=MAX_MICROS)
+                    sources[field] = key
                     return
             for key in decimal_keys:
                 if key in data:
                     value = data[key]
-                    kwargs[field] = to_micros(
+                    micros = to_micros(
                         value.strip() if isinstance(value, str) else value,
                         decimal_separator=decimal_separator,
                         field=key,
                     )
+                    if micros < 0:
+                        # Named here, as the deck wrote it: the Rate would name its own
+                        # field in micros, which the deck never had.
+                        raise ValidationError(key, value, "an amount of at least 0")
+                    kwargs[field] = micros
+                    sources[field] = key
                     return
 
         money(
@@ -307,52 +362,71 @@ class Rate:
         )
         money("minimum_charge_micros", "minimum_charge", micros_keys=("minimum_charge_micros",))
         money("maximum_charge_micros", "maximum_charge", micros_keys=("maximum_charge_micros",))
-
-        spec = _first(data, "billing_increment", "increment", "billing", "interval")
-        if spec is not None:
-            kwargs["initial_seconds"], kwargs["increment_seconds"] = parse_increment(
-                spec, field="billing_increment"
+        if kwargs.get("maximum_charge_micros", MAX_MICROS) < kwargs.get("minimum_charge_micros", 0):
+            # Checked here to name both columns as the deck wrote them.
+            low = sources["minimum_charge_micros"]
+            raise ValidationError(
+                sources["maximum_charge_micros"],
+                None,
+                f"at least the minimum charge ({data[low]})",
             )
-        for name in ("initial_seconds", "increment_seconds", "grace_seconds", "priority"):
+
+        spec_key = _first_key(data, "billing_increment", "increment", "billing", "interval")
+        if spec_key is not None:
+            kwargs["initial_seconds"], kwargs["increment_seconds"] = parse_increment(
+                data[spec_key], field=spec_key
+            )
+            sources["initial_seconds"] = sources["increment_seconds"] = spec_key
+        for name, minimum in (*_SECONDS_FIELDS, ("priority", -MAX_INT64)):
             if name in data:
-                kwargs[name] = _int_value(name, data[name])
+                maximum = MAX_INT64 if name == "priority" else MAX_SECONDS
+                kwargs[name] = parse_whole(name, data[name], minimum=minimum, maximum=maximum)
 
         for name in ("status", "direction", "id", "tenant"):
             if name in data:
-                kwargs[name] = str(data[name]).strip()
-        destination = _first(data, "destination", "description", "name", "country")
-        if destination is not None:
-            kwargs["destination"] = str(destination).strip()
+                kwargs[name] = text_value(name, data[name], max_len=255).strip()
+        destination_key = _first_key(data, "destination", "description", "name", "country")
+        if destination_key is not None:
+            kwargs["destination"] = text_value(
+                destination_key, data[destination_key], max_len=MAX_DESTINATION_LEN
+            ).strip()
+            sources["destination"] = destination_key
 
         for name, keys in (
             ("valid_from", ("valid_from", "effective_date", "effective", "effective_from")),
             ("valid_until", ("valid_until", "end_date", "expires", "valid_to")),
         ):
-            value = _first(data, *keys)
-            if value is not None:
-                kwargs[name] = _parse_date(name, value, default_tz, dayfirst)
+            key = _first_key(data, *keys)
+            if key is not None:
+                kwargs[name] = parse_timestamp(key, data[key], tz, dayfirst=dayfirst)
+                sources[name] = key
         schedule = schedule_from_row(data)
         if schedule is not None:
             kwargs["schedule"] = schedule
         return cls(prefix, **kwargs)
 
 
+# No column name Rate.parse reads is longer; a longer key names no column.
+_MAX_COLUMN_LEN = 64
+_INCREMENT = re.compile(r"\s*([0-9]{1,10})\s*(?:/\s*([0-9]{1,10})\s*)?")
+
+
 def parse_increment(spec: Any, *, field: str = "increment") -> tuple[int, int]:
     """``"60/60"`` → (60, 60); ``"30/6"`` → (30, 6); ``6`` or ``"6"`` → (6, 6)."""
+    expected = "an increment such as '60/60', '30/6' or a single number of seconds"
     if isinstance(spec, int) and not isinstance(spec, bool):
-        parts = [spec, spec]
-    elif isinstance(spec, str) and re.fullmatch(r"\s*\d+\s*(/\s*\d+\s*)?", spec):
-        numbers = [int(p) for p in spec.split("/")]
-        parts = numbers if len(numbers) == 2 else numbers * 2
+        initial = increment = spec
+    elif isinstance(spec, str) and len(spec) <= 64 and (match := _INCREMENT.fullmatch(spec)):
+        initial = int(match[1])
+        increment = int(match[2]) if match[2] is not None else initial
     else:
-        raise ValidationError(
-            field, spec, "an increment such as '60/60', '30/6' or a single number"
-        )
-    initial, increment = parts
+        raise ValidationError(field, spec, expected)
     if increment < 1:
         raise ValidationError(
             field, spec, "an increment of at least 1 second (e.g. '60/60', '1/1')"
         )
+    if not 0 <= initial <= MAX_SECONDS or increment > MAX_SECONDS:
+        raise ValidationError(field, spec, f"{expected}, at most {MAX_SECONDS:,} s")
     return initial, increment
 
 
@@ -360,26 +434,8 @@ def _blank(v: Any) -> bool:
     return v is None or (isinstance(v, str) and not v.strip())
 
 
-def _first(data: Mapping[str, Any], *keys: str) -> Any:
+def _first_key(data: Mapping[str, Any], *keys: str) -> str | None:
     for key in keys:
         if key in data:
-            return data[key]
+            return key
     return None
-
-
-def _int_value(field: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise ValidationError(field, value, "a whole number")
-
-
-def _parse_date(field: str, value: Any, default_tz: tzinfo, dayfirst: bool) -> datetime | None:
-    if dayfirst and isinstance(value, str):
-        try:
-            dt = dateutil_parser.parse(value, dayfirst=True)
-        except (ValueError, OverflowError):
-            raise ValidationError(field, value, "a date such as 23/09/2026") from None
-        return dt if dt.tzinfo is not None else dt.replace(tzinfo=default_tz)
-    return parse_timestamp(field, value, default_tz)

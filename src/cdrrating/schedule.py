@@ -17,17 +17,16 @@ import enum
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from cdrrating._enum import EnumParser
+from cdrrating._rules import ScheduleTerms, covers
+from cdrrating._validate import text_value
 from cdrrating.errors import ValidationError
 
-if TYPE_CHECKING:
-    from cdrrating.rates import Rate
-
-__all__ = ["BandPolicy", "BandSegment", "Schedule"]
+__all__ = ["BandPolicy", "Schedule"]
 
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_ALIASES: dict[str, int] = {}
@@ -54,14 +53,10 @@ class BandPolicy(enum.StrEnum):
 
     @classmethod
     def parse(cls, value: BandPolicy | str, field: str = "band_policy") -> BandPolicy:
-        if isinstance(value, BandPolicy):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        raise ValidationError(field, value, "one of split, start")
+        return _PARSE_BAND_POLICY(value, field)
+
+
+_PARSE_BAND_POLICY = EnumParser(BandPolicy)
 
 
 # -- converters (lossless normalisation only) -----------------------------------------------
@@ -106,7 +101,8 @@ def _to_weekdays(value: Any) -> frozenset[int]:
     return days
 
 
-_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+# ASCII digits only, as everywhere: other scripts' digits are refused.
+_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?")
 
 
 def _parse_time(text: str, field: str) -> time:
@@ -159,6 +155,9 @@ def _to_date_ranges(value: Any) -> tuple[tuple[date, date], ...]:
         pair = (item, item) if isinstance(item, date) else item
         if not (isinstance(pair, tuple | list) and len(pair) == 2):
             raise ValidationError("dates", value, "a sequence of dates or (first, last) pairs")
+        for end in pair:  # checked before sorting, which cannot order other types
+            if not isinstance(end, date) or isinstance(end, datetime):
+                raise ValidationError("dates", end, "a datetime.date (not a datetime)")
         out.append((pair[0], pair[1]))
     return tuple(sorted(out))
 
@@ -205,6 +204,8 @@ class Schedule:
     # Derived for the rating path: the window in seconds of the day.
     _start_s: int = attrs.field(init=False, eq=False, hash=False, repr=False)
     _end_s: int = attrs.field(init=False, eq=False, hash=False, repr=False)
+    # The schedule as the one rule that reads it (``_rules.covers``) takes it.
+    _terms: ScheduleTerms = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.weekdays:
@@ -235,6 +236,13 @@ class Schedule:
             object.__setattr__(self, "end", time(0))
         object.__setattr__(self, "_start_s", _seconds(self.start))
         object.__setattr__(self, "_end_s", _seconds(self.end))
+        terms = (
+            sum(1 << d for d in self.weekdays),
+            self._start_s,
+            self._end_s,
+            tuple((a.toordinal(), b.toordinal()) for a, b in self.dates),
+        )
+        object.__setattr__(self, "_terms", terms)
 
     @property
     def calendars(self) -> tuple[str, ...]:
@@ -244,19 +252,16 @@ class Schedule:
     def covers_local(self, day: date, seconds: int, holidays: Mapping[str, Any]) -> bool:
         """Whether a local date and second of the day (wall clock) are covered, given
         the plan's holiday calendars (name → set of dates)."""
-        if day.weekday() not in self.weekdays:
-            return False
-        s, e = self._start_s, self._end_s
-        if s < e:
-            if not s <= seconds < e:
-                return False
-        elif s > e and e <= seconds < s:
-            return False
-        if self.dates and not any(a <= day <= b for a, b in self.dates):
-            return False
-        if self.only_holidays and not any(day in holidays[n] for n in self.only_holidays):
-            return False
-        return not any(day in holidays[n] for n in self.except_holidays)
+        return bool(
+            covers(
+                self._terms,
+                day.weekday(),
+                day.toordinal(),
+                seconds,
+                only=[day in holidays[n] for n in self.only_holidays],
+                excepted=[day in holidays[n] for n in self.except_holidays],
+            )
+        )
 
     def __str__(self) -> str:
         parts = []
@@ -287,19 +292,22 @@ class Schedule:
         if not isinstance(text, str):
             raise ValidationError("schedule", text, "a schedule text such as 'Mon-Fri 08:00-20:00'")
         kwargs: dict[str, Any] = {}
+        # Collected in lists: one tuple grown per token would make the work quadratic.
+        dates: list[tuple[date, date]] = []
+        names: dict[str, list[str]] = {"only_holidays": [], "except_holidays": []}
         for token in text.split():
             lower = token.lower()
             if lower == "always":
                 continue
             if lower.startswith(("only:", "except:")):
                 key = "only_holidays" if lower.startswith("only:") else "except_holidays"
-                kwargs[key] = (*kwargs.get(key, ()), *_to_names(token.split(":", 1)[1]))
-            elif re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?-\d{1,2}:\d{2}(:\d{2})?", token):
+                names[key].extend(_to_names(token.split(":", 1)[1]))
+            elif _WINDOW.fullmatch(token):
                 first, last = token.split("-")
                 kwargs["start"] = _parse_time(first, "schedule")
                 kwargs["end"] = _parse_time(last, "schedule")
-            elif re.fullmatch(r"[\d.,;-]+", token):
-                kwargs["dates"] = (*kwargs.get("dates", ()), *_to_date_ranges(token))
+            elif _DATES.fullmatch(token):
+                dates.extend(_to_date_ranges(token))
             else:
                 try:
                     kwargs["weekdays"] = _parse_days(token, "schedule")
@@ -310,7 +318,14 @@ class Schedule:
                         "weekdays ('Mon-Fri'), a window ('08:00-20:00'), dates "
                         "('2026-12-24..2026-12-26'), 'only:DE' or 'except:DE'",
                     ) from None
+        if dates:
+            kwargs["dates"] = dates
+        kwargs.update({key: found for key, found in names.items() if found})
         return cls(**kwargs)
+
+
+_WINDOW = re.compile(r"[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?-[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?")
+_DATES = re.compile(r"[0-9.,;-]+")
 
 
 def _days_text(days: frozenset[int]) -> str:
@@ -360,25 +375,32 @@ def schedule_from_row(data: Mapping[str, Any]) -> Schedule | None:
             raise ValidationError(
                 "schedule", data["schedule"], f"either a schedule column or {others}, not both"
             )
-        return Schedule.parse(str(data["schedule"]))
+        return Schedule.parse(text_value("schedule", data["schedule"], max_len=_MAX_CELL))
     kwargs: dict[str, Any] = {}
-    days = data.get("weekdays", data.get("days"))
-    if days is not None:
-        kwargs["weekdays"] = _parse_days(str(days), "weekdays")
-    window = data.get("hours", data.get("time_window"))
-    if window is not None:
-        ends = str(window).split("-")
+    days_key = "weekdays" if "weekdays" in data else "days"
+    if days_key in data:
+        kwargs["weekdays"] = _parse_days(
+            text_value(days_key, data[days_key], max_len=_MAX_CELL), days_key
+        )
+    window_key = "hours" if "hours" in data else "time_window"
+    if window_key in data:
+        window = text_value(window_key, data[window_key], max_len=_MAX_CELL)
+        ends = window.split("-")
         if len(ends) != 2:
-            raise ValidationError("hours", window, "a window such as '08:00-20:00'")
-        kwargs["start"] = _parse_time(ends[0], "hours")
-        kwargs["end"] = _parse_time(ends[1], "hours")
+            raise ValidationError(window_key, window, "a window such as '08:00-20:00'")
+        kwargs["start"] = _parse_time(ends[0], window_key)
+        kwargs["end"] = _parse_time(ends[1], window_key)
     for key, name in (("time_from", "start"), ("time_until", "end")):
         if key in data:
-            kwargs[name] = _parse_time(str(data[key]), key)
+            kwargs[name] = _parse_time(text_value(key, data[key], max_len=_MAX_CELL), key)
     for key in ("dates", "only_holidays", "except_holidays"):
         if key in data:
-            kwargs[key] = str(data[key])
+            kwargs[key] = text_value(key, data[key], max_len=_MAX_CELL)
     return Schedule(**kwargs)
+
+
+# A schedule cell longer than this is not a schedule (a year of dates fits in 4,000).
+_MAX_CELL = 10_000
 
 
 def to_holidays(value: Any) -> Mapping[str, frozenset[date]]:
@@ -416,26 +438,3 @@ def to_holidays(value: Any) -> Mapping[str, frozenset[date]]:
 
 
 # -- what a priced call reports ---------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class BandSegment:
-    """The steps of one call that one rate priced (``Charge.bands()``).
-
-    A call that crosses no band is one segment. ``amount`` is exact (micros, a
-    :class:`~fractions.Fraction`) and excludes the connection fee; the charge's exact
-    sum is the fee plus every segment's amount, rounded once.
-    """
-
-    rate: Rate
-    starts_at: datetime  # the start of the segment's first step
-    first_second: int  # its billed position (seconds after the answer)
-    billed_seconds: int
-    steps: int
-    amount: Fraction
-    runs: tuple[tuple[int, int, int, int], ...] = attrs.field(repr=False)
-    # (start position, steps, step length, per-minute micros) per run of equal steps
-
-    @property
-    def end_second(self) -> int:
-        return self.first_second + self.billed_seconds
