@@ -2,6 +2,7 @@
 
     python benchmarks/bench_readers.py --rows 200000            # CDR CSV, ~12 MB
     python benchmarks/bench_readers.py --gigabytes 2 --split-only  # the 2 GB case
+    python benchmarks/bench_readers.py --hostile                # work per hostile input
 
 Generates the file in a temporary directory (deleted afterwards), reads it once, and
 reports rows/s and the peak of Python allocations (tracemalloc, which slows the run: use
@@ -9,12 +10,18 @@ reports rows/s and the peak of Python allocations (tracemalloc, which slows the 
 means the peak stays flat as ``--rows`` grows. With ``--no-trace`` the same file is also
 read the way a user would without the readers (csv.DictReader + CDR.from_mapping, the
 named baseline) and with csv.DictReader alone, and a table prints the ratios.
+
+``--hostile`` times inputs built to make a reader do unbounded work (wide headers, deep
+JSON, long numbers, a megabyte line) at growing sizes; each time is printed with its
+ratio to the smallest size of its kind, the baseline: linear work grows with the
+size, a quadratic check would grow with its square.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import resource
 import tempfile
 import time
@@ -23,7 +30,7 @@ from pathlib import Path
 
 from cdrrating import CDR
 from cdrrating.formats import read_cdrs
-from cdrrating.formats._source import LineSource, csv_records
+from cdrrating.formats._source import MAX_COLUMNS, LineSource, csv_records
 
 HEADER = "call_id,destination_number,started_at,billsec,caller_number\n"
 ROW_BYTES = 60
@@ -44,7 +51,11 @@ def main() -> None:
     parser.add_argument("--gigabytes", type=float, help="size instead of --rows")
     parser.add_argument("--split-only", action="store_true", help="decode and split CSV only")
     parser.add_argument("--no-trace", action="store_true", help="no tracemalloc (true speed)")
+    parser.add_argument("--hostile", action="store_true", help="time hostile inputs instead")
     args = parser.parse_args()
+    if args.hostile:
+        hostile()
+        return
     rows = int(args.gigabytes * 1e9 / ROW_BYTES) if args.gigabytes else args.rows
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cdrs.csv"
@@ -96,6 +107,58 @@ def _baselines(path: Path) -> list[tuple[str, float]]:
             pass
     out.append(("csv.DictReader alone (no CDRs)", time.perf_counter() - start))
     return out
+
+
+GOOD = '{"call_id": "g", "destination_number": "44", "started_at": "2026-09-23T10:00:00Z"'
+
+
+def _wide_header(n: int) -> str:
+    names = [f"c{i}" for i in range(n - 2)]
+    return ",".join([*names, "destination_number", "started_at"]) + "\n"
+
+
+def _deep_line(n: int) -> str:
+    return GOOD + ', "x": ' + "[" * n + "]" * n + "}\n"
+
+
+def _deep_array(n: int) -> str:
+    return "[\n" + GOOD + "},\n" + "[" * n + "]" * n + "\n]\n"
+
+
+def _long_number(n: int) -> str:
+    return GOOD + ', "x": ' + "9" * n + "}\n"
+
+
+def _long_line(n: int) -> str:
+    return "call_id,destination_number,started_at\n" + "x" * n + "\n"
+
+
+HOSTILE = [
+    ("CSV header, N columns", "csv", _wide_header, [512, 1024, 2048, MAX_COLUMNS]),
+    ("JSON Lines line nested N deep", "json", _deep_line, [10_000, 100_000, 1_000_000]),
+    ("JSON array element nested N deep", "json", _deep_array, [10_000, 100_000, 1_000_000]),
+    ("JSON number of N digits", "json", _long_number, [5_000, 50_000, 500_000]),
+    ("CSV line of N characters", "csv", _long_line, [2_000_000, 8_000_000, 32_000_000]),
+]
+
+
+def hostile() -> None:
+    print(f"{'input':34} {'N':>10} {'seconds':>9} {'vs smallest N':>14}  outcome")
+    for label, fmt, make, sizes in HOSTILE:
+        base: tuple[int, float] | None = None
+        for n in sizes:
+            text = make(n)
+            start = time.perf_counter()
+            reader = read_cdrs(io.StringIO(text), fmt)
+            try:
+                got = sum(1 for _ in reader)
+                outcome = f"{got} read, {len(reader.rejects)} rejected"
+            except ValueError as error:  # FormatError: the whole input refused
+                outcome = f"refused: {str(error)[:40]}"
+            seconds = time.perf_counter() - start
+            base = base or (n, seconds)
+            ratio = f"{seconds / base[1]:.1f}x (N {n / base[0]:.0f}x)"
+            print(f"{label:34} {n:>10,} {seconds:>9.4f} {ratio:>14}  {outcome}")
 
 
 if __name__ == "__main__":

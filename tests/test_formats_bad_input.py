@@ -167,9 +167,20 @@ def test_truncated_json_array_is_an_error_not_a_short_list() -> None:
     assert len(got) == 1 and not reader.complete
 
 
-def test_a_line_of_megabytes_is_refused() -> None:
-    data = HEADER.encode() + b"x" * (MAX_LINE_CHARS + 10)
-    with pytest.raises(FormatError, match="line 2: a line longer than"):
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_line_of_megabytes_is_one_rejected_row(binary: bool) -> None:
+    # It used to stop the whole file; it is one bad row, skipped in bounded memory.
+    text = HEADER + _row(1) + "x" * (MAX_LINE_CHARS + 10) + "\n" + _row(2)
+    reader = CdrCsvReader(io.BytesIO(text.encode()) if binary else io.StringIO(text))
+    assert [c.call_id for c in reader] == ["c1", "c2"]
+    (reject,) = reader.rejects
+    assert reject.line == 3 and "longer than" in reject.reason
+    assert len(reject.raw) < 10_000 and reject.raw.endswith("characters in all)")
+
+
+def test_a_header_line_of_megabytes_is_refused() -> None:
+    data = b"x" * (MAX_LINE_CHARS + 10)
+    with pytest.raises(FormatError, match="line 1: cannot read the header: line 1 is longer"):
         list(CdrCsvReader(io.BytesIO(data)))
 
 

@@ -255,8 +255,19 @@ def test_platform_json_single_and_list() -> None:
     assert single.call_id == "4d04c52e-cea3-4458-bbdb-0bfc314ee7cd"
     assert single.disposition is Disposition.NO_ANSWER
     assert single.started_at.utcoffset() == timedelta(hours=5, minutes=30)
+    # plivo-python's sample bills 924 s for a call answered 12 s before it ended: each
+    # such record is rejected, with its line and the rule, never stored as it stands.
     listed, reader = _read(PlatformJsonReader, "plivo_call_list.json")
-    assert len(listed) == reader.summary.records == 2
+    assert listed == [] and reader.summary.rows == reader.summary.rejected == 2
+    assert all("bill_duration: got 924" in r.reason for r in reader.rejects)
+    # With the end times the bill implies, the same list reads in full.
+    text = (FIXTURES / "plivo_call_list.json").read_text()
+    text = text.replace("15:45:14+05:30", "16:00:26+05:30").replace(
+        "16:45:14+05:30", "17:00:26+05:30"
+    )
+    reader = PlatformJsonReader(io.StringIO(text))
+    listed = list(reader)
+    assert len(listed) == reader.summary.records == 2 and reader.ok
     call = listed[0]
     assert (call.billsec, call.duration, call.cost_micros) == (924, 924, 136_000)
     assert call.extra["billed_duration"] == 960

@@ -11,7 +11,8 @@ class FormatError(ValidationError):
     """The input as a whole cannot be read: wrong header, wrong encoding, not JSON, ...
 
     Raised, never collected as a reject: reading stops. ``line`` is the 1-based line
-    where the problem was found; the message starts with it.
+    where the problem was found; the message starts with it. ``line`` 0 means before the
+    first line (the input could not be opened).
     """
 
     def __init__(self, line: int, message: str, *, field: str = "file", value: Any = None) -> None:
@@ -19,7 +20,7 @@ class FormatError(ValidationError):
         self.message = message
         super().__init__(field, value, message)
         # ValidationError's "field: got X, expected Y" reads badly for file-level problems.
-        self.args = (f"line {line}: {message}",)
+        self.args = (f"line {line}: {message}" if line > 0 else message,)
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import IO, Any, ClassVar, Generic, TypeVar
 
 import attrs
 
-from cdrrating.errors import CdrRatingError
+from cdrrating.errors import CdrRatingError, ValidationError
 from cdrrating.formats._errors import FormatError
-from cdrrating.formats._source import LineSource, Source, source_name
+from cdrrating.formats._source import LineSource, Source, check_encoding, source_name
 
 T = TypeVar("T")
 
-__all__ = ["ReadSummary", "Reader", "Reject"]
+__all__ = ["ROW_ERRORS", "ReadSummary", "Reader", "Reject"]
 
 REJECT_COLUMNS = ("source", "line", "field", "reason", "raw")
+
+# Silent unless the host configures logging: no handler is added here.
+log = logging.getLogger("cdrrating.formats")
+
+# What converting one row may raise on bad values: each becomes that row's reject. (The
+# value parsers raise ValidationError; the rest is what the standard library raises on
+# values past its own limits — a datetime past year 9999, an epoch past time_t, ...)
+ROW_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    LookupError,
+    OSError,
+    RecursionError,
+)
 
 
 @attrs.frozen
@@ -75,6 +91,13 @@ class Reader(Generic[T]):
     * ``strict`` — raise :class:`FormatError` at the first rejected row instead.
     * ``max_rejects`` — raise once more rows than this were rejected (a wrong format
       usually rejects every row; this stops early with a clear error).
+    * ``rejects_spreadsheet_safe`` — write the reject file with formula-like cells
+      quoted, as ``write_records(spreadsheet_safe=True)`` does.
+
+    ``line`` is the line where the record last yielded starts, for messages about it.
+
+    Each reject is logged at DEBUG on the ``cdrrating.formats`` logger, and the summary
+    of a read with rejects at INFO.
     """
 
     format: ClassVar[str] = "?"
@@ -87,18 +110,28 @@ class Reader(Generic[T]):
         reject_file: str | os.PathLike[str] | IO[str] | None = None,
         strict: bool = False,
         max_rejects: int | None = None,
+        rejects_spreadsheet_safe: bool = False,
     ) -> None:
+        check_encoding(encoding)
+        if max_rejects is not None and (
+            not isinstance(max_rejects, int) or isinstance(max_rejects, bool) or max_rejects < 0
+        ):
+            raise ValidationError("max_rejects", max_rejects, "a whole number, 0 or more")
         self.source = source
         self.name = source_name(source)
         self.encoding = encoding
         self.reject_file = reject_file
         self.strict = strict
         self.max_rejects = max_rejects
+        self.rejects_spreadsheet_safe = rejects_spreadsheet_safe
         self.rejects: list[Reject] = []
         self.records = 0
         self.rows = 0
         self.skipped = 0
         self.complete = False
+        #: The 1-based line where the record last yielded starts (None before the first).
+        self.line: int | None = None
+        self._row_line: int | None = None  # set by a format just before it yields records
         self._used = False
 
     # -- what formats implement ----------------------------------------------------------
@@ -152,8 +185,11 @@ class Reader(Generic[T]):
                 else:
                     self.rows += 1
                     self.records += len(row)
+                    self.line = self._row_line
                     yield from row
             self.complete = True
+            if self.rejects:
+                log.info("%s", self.summary)
         finally:
             src.close()
             if owned is not None:
@@ -166,7 +202,12 @@ class Reader(Generic[T]):
         owned: IO[str] | None = None
         stream: IO[str]
         if isinstance(target, str | os.PathLike):
-            owned = stream = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            try:
+                owned = stream = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            except OSError as error:
+                raise ValidationError(
+                    "reject_file", os.fspath(target), f"a writable path ({error.strerror})"
+                ) from None
         else:
             stream = target
         writer = csv.writer(stream, lineterminator="\r\n")
@@ -176,10 +217,12 @@ class Reader(Generic[T]):
     def _reject(self, reject: Reject, out: Any) -> None:
         reject = attrs.evolve(reject, source=self.name)
         self.rejects.append(reject)
+        log.debug("%s line %d rejected: %s", self.name, reject.line, reject.reason)
         if out is not None:
-            out.writerow(
-                (reject.source, reject.line, reject.field or "", reject.reason, reject.raw)
-            )
+            cells = (reject.source, reject.line, reject.field or "", reject.reason, reject.raw)
+            if self.rejects_spreadsheet_safe:
+                cells = tuple(spreadsheet_cell(c) for c in cells)
+            out.writerow(cells)
         if self.strict:
             raise FormatError(
                 reject.line, reject.reason, field=reject.field or "row", value=reject.raw
@@ -193,10 +236,27 @@ class Reader(Generic[T]):
 
 
 def reject_from(line: int, raw: str, error: Exception) -> Reject:
-    """A Reject for a row whose conversion raised ``error``."""
-    if isinstance(error, CdrRatingError | ValueError | TypeError | KeyError):
+    """A Reject for a row whose conversion raised ``error`` (one of ``ROW_ERRORS``)."""
+    if isinstance(error, CdrRatingError):
         return Reject(line, str(error), raw, getattr(error, "field", None))
+    if isinstance(error, ROW_ERRORS):
+        # Not the library's own error: name its type, the message alone can be cryptic
+        # ("[Errno 75] Value too large for defined data type").
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return Reject(line, reason, raw, getattr(error, "field", None))
     raise error  # pragma: no cover - anything else is a bug, not bad input
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+"""What a spreadsheet may take for the start of a formula (OWASP "CSV injection", plus
+a line feed, which some spreadsheets also skip before a formula)."""
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` with a leading ``'`` if it is text a spreadsheet could run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def synthetic_id(prefix: str, raw: str) -> str:

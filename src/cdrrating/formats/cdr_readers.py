@@ -8,23 +8,28 @@ not are kept in ``CDR.extra``. See ``docs/formats/`` for one page per format.
 from __future__ import annotations
 
 import io
-import json
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import unquote
 
+from cdrrating._validate import EpochUnit, epoch_per_second, to_tzinfo, to_tzinfos
 from cdrrating.cdr import CDR, Direction, Disposition
 from cdrrating.errors import ValidationError
 from cdrrating.formats._errors import FormatError
-from cdrrating.formats._reader import Reader, Reject, Row, reject_from, synthetic_id
+from cdrrating.formats._reader import ROW_ERRORS, Reader, Reject, Row, reject_from, synthetic_id
 from cdrrating.formats._source import (
+    MAX_COLUMNS,
     CsvRecord,
+    Envelope,
+    JsonLimit,
     JsonValue,
     LineSource,
     Source,
     csv_records,
     json_values,
+    loads_bounded,
 )
 
 __all__ = [
@@ -124,30 +129,49 @@ def freeswitch_disposition(answered: bool, hangup_cause: str | None) -> Disposit
 
 
 class _CdrReader(Reader[CDR]):
+    """Options every CDR reader passes on to :meth:`CDR.from_mapping`: ``default_tz``
+    (a tzinfo or a zone name), ``decimal_separator``, ``epoch_unit`` (``"s"``, ``"ms"``,
+    ``"us"``, ``"ns"``) and ``tzinfos`` (zone abbreviations the file uses, e.g.
+    ``{"EST": "America/New_York"}``). They are checked when the reader is made, not
+    on every row."""
+
+    #: The epoch unit of the format, when it defines one (``call_cdr``: milliseconds).
+    default_epoch_unit: EpochUnit | None = None
+
     def __init__(
         self,
         source: Source,
         *,
-        default_tz: tzinfo = UTC,
+        default_tz: tzinfo | str = UTC,
         direction: Direction | str | None = None,
         decimal_separator: str = ".",
+        epoch_unit: EpochUnit | None = None,
+        tzinfos: Mapping[str, tzinfo | str] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(source, **options)
-        self.default_tz = default_tz
+        self.default_tz = to_tzinfo("default_tz", default_tz)
         self.direction = Direction.parse(direction) if direction is not None else None
         self.decimal_separator = decimal_separator
+        epoch_per_second(epoch_unit)
+        self.epoch_unit = epoch_unit if epoch_unit is not None else self.default_epoch_unit
+        self.tzinfos = to_tzinfos(tzinfos)
 
     def _cdr(self, line: int, raw: str, mapping: dict[str, Any]) -> Row[CDR]:
+        self._row_line = line
         if self.direction is not None and _blank(mapping.get("direction")):
             mapping["direction"] = self.direction
         try:
             return [
                 CDR.from_mapping(
-                    mapping, default_tz=self.default_tz, decimal_separator=self.decimal_separator
+                    mapping,
+                    default_tz=self.default_tz,
+                    decimal_separator=self.decimal_separator,
+                    epoch_unit=self.epoch_unit,
+                    tzinfos=self.tzinfos,
                 )
             ]
-        except (ValidationError, ValueError, TypeError) as error:
+        except ROW_ERRORS as error:
             return reject_from(line, raw, error)
 
 
@@ -198,7 +222,7 @@ class _HeaderlessCsvReader(_CdrReader):
                 continue
             try:
                 mapping = self._mapping(dict(zip(columns, fields, strict=True)), record.raw)
-            except (ValidationError, ValueError) as error:
+            except ROW_ERRORS as error:
                 yield reject_from(record.line, record.raw, error)
                 continue
             yield self._cdr(record.line, record.raw, mapping)
@@ -380,24 +404,31 @@ class FreeSwitchJsonReader(_CdrReader):
     fall back to the ``*_stamp`` local times with ``default_tz``. The dialled number is
     ``destination_number`` of the first ``callflow`` caller profile, or the variable named
     by ``destination_variable``. Unused variables are kept in ``extra["variables"]``.
+    ``envelope`` as for :class:`CdrJsonReader`.
     """
 
     format = "freeswitch-json"
 
     def __init__(
-        self, source: Source, *, destination_variable: str | None = None, **options: Any
+        self,
+        source: Source,
+        *,
+        destination_variable: str | None = None,
+        envelope: Envelope = None,
+        **options: Any,
     ) -> None:
         super().__init__(source, **options)
         self.destination_variable = destination_variable
+        self.envelope = _check_envelope(envelope)
 
     def _rows(self, src: LineSource) -> Iterator[Row[CDR]]:
-        for item in json_values(src):
+        for item in json_values(src, envelope=self.envelope, is_record=_is_mod_json_cdr):
             if not isinstance(item, JsonValue):
                 yield Reject(*item)
                 continue
             try:
                 mapping = self._mapping(item.value, item.raw)
-            except (ValidationError, ValueError, TypeError) as error:
+            except ROW_ERRORS as error:
                 yield reject_from(item.line, item.raw, error)
                 continue
             yield self._cdr(item.line, item.raw, mapping)
@@ -447,14 +478,44 @@ class FreeSwitchJsonReader(_CdrReader):
         return mapping
 
 
+def _is_mod_json_cdr(value: dict[str, Any]) -> bool:
+    return isinstance(value.get("variables"), dict)
+
+
+def _check_envelope(envelope: Any) -> Envelope:
+    if envelope is None or envelope is False or (isinstance(envelope, str) and envelope):
+        return envelope
+    raise ValidationError(
+        "envelope",
+        envelope,
+        "None (a whole input that is one object holding the records in a list under "
+        "rows, data, items, ... is an API response), False (every object is a record) "
+        "or the name of the key that holds the records",
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# datetime's own range, in microseconds since the epoch: years 1 to 9999.
+_UEPOCH_RANGE = (
+    (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+    (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+)
+
+
 def _uepoch(value: Any, field: str) -> datetime | None:
     if _blank(value) or value in ("0", 0):
         return None
+    expected = "microseconds since the epoch (a whole number, years 1 to 9999)"
+    if isinstance(value, str) and not (value.strip().isascii() and len(value) <= 24):
+        raise ValidationError(field, value, expected)
     try:
         micros = int(value)
     except (TypeError, ValueError):
-        raise ValidationError(field, value, "microseconds since the epoch") from None
-    return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+        raise ValidationError(field, value, expected) from None
+    if isinstance(value, bool) or not _UEPOCH_RANGE[0] <= micros <= _UEPOCH_RANGE[1]:
+        raise ValidationError(field, value, expected)
+    # Arithmetic on absolute time: no local clock, no platform time_t limits.
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 # -- tables with named columns -----------------------------------------------------------------
@@ -487,6 +548,9 @@ class _MappedReader(_CdrReader):
 
     def _missing(self, names: set[str]) -> list[str]:
         return [alts[0] for alts in self.required if not any(a in names for a in alts)]
+
+    def _is_record(self, value: dict[str, Any]) -> bool:
+        return not self._missing({self._rename(k) for k in value})
 
     def _expected(self) -> str:
         return "; ".join(
@@ -531,6 +595,13 @@ class CdrCsvReader(_MappedReader):
                 yield None
                 continue
             if header is None:
+                if len(fields) > MAX_COLUMNS:
+                    raise FormatError(
+                        record.line,
+                        f"a header of {len(fields):,} columns, at most {MAX_COLUMNS:,}: "
+                        "not a CDR file?",
+                        field="header",
+                    )
                 header = [self._rename(f) for f in fields]
                 missing = self._missing(set(header))
                 if missing:
@@ -545,7 +616,7 @@ class CdrCsvReader(_MappedReader):
                         ),
                         field="header",
                     )
-                dupes = {h for h in header if header.count(h) > 1}
+                dupes = [h for h, n in Counter(header).items() if n > 1]  # linear
                 if dupes:
                     raise FormatError(
                         record.line,
@@ -570,7 +641,10 @@ class CdrCsvReader(_MappedReader):
             if isinstance(extra, str):
                 # Our own CSV writer stores extra as JSON text: read it back as a mapping.
                 try:
-                    row["extra"] = json.loads(extra) if extra.strip() else None
+                    row["extra"] = loads_bounded(extra) if extra.strip() else None
+                except JsonLimit as error:
+                    yield Reject(record.line, f"extra: {error.reason}", record.raw, "extra")
+                    continue
                 except ValueError:
                     yield Reject(record.line, "extra: not a JSON object", record.raw, "extra")
                     continue
@@ -582,17 +656,26 @@ class CdrCsvReader(_MappedReader):
 
 
 class CdrJsonReader(_MappedReader):
-    """CDRs as JSON: JSON Lines, an array, one object, or an API response that holds them
-    under ``rows``/``objects``/``data``/... (all streamed). Keys as for :class:`CdrCsvReader`;
-    ``mapping`` renames others. Numbers are read as exact decimals. If the first record
-    lacks the required keys the input is refused (wrong format); later ones are rejected.
+    """CDRs as JSON: JSON Lines, an array, one object, or an API response — the whole
+    input one object holding them in a list under ``rows``/``objects``/``data``/... (all
+    streamed). A JSON Lines line is always one record, whatever lists it holds; so is a
+    whole input that has the required keys itself. ``envelope=False`` reads every object
+    as a record, ``envelope="key"`` names the key of an API response. Keys as for
+    :class:`CdrCsvReader`; ``mapping`` renames others. Numbers are read as exact
+    decimals; a value nested deeper than 64 levels or a number of more than 40 digits
+    rejects its record. If the first record lacks the required keys the input is refused
+    (wrong format); later ones are rejected.
     """
 
     format = "json"
 
+    def __init__(self, source: Source, *, envelope: Envelope = None, **options: Any) -> None:
+        super().__init__(source, **options)
+        self.envelope = _check_envelope(envelope)
+
     def _rows(self, src: LineSource) -> Iterator[Row[CDR]]:
         first = True
-        for item in json_values(src):
+        for item in json_values(src, envelope=self.envelope, is_record=self._is_record):
             if not isinstance(item, JsonValue):
                 yield Reject(*item)
                 continue
@@ -615,7 +698,7 @@ class CdrJsonReader(_MappedReader):
                     )
             try:
                 row = self._convert(self._prepare(row, item.raw))
-            except (ValidationError, ValueError) as error:
+            except ROW_ERRORS as error:
                 yield reject_from(item.line, item.raw, error)
                 continue
             yield self._cdr(item.line, item.raw, row)
@@ -630,16 +713,27 @@ class CallCdrReader(_MappedReader):
     header or as JSON (told from the first character)."""
 
     format = "call-cdr"
+    default_epoch_unit = "ms"
     required = (("call_id",), ("to_num", "destination_number"), ("start_ts", "started_at"))
+
+    def __init__(self, source: Source, *, envelope: Envelope = None, **options: Any) -> None:
+        super().__init__(source, **options)
+        self.envelope = _check_envelope(envelope)
 
     def _rows(self, src: LineSource) -> Iterator[Row[CDR]]:
         inner: _MappedReader
-        inner = CdrJsonReader(io.StringIO()) if _looks_json(src) else CdrCsvReader(io.StringIO())
+        if _looks_json(src):
+            inner = CdrJsonReader(io.StringIO(), envelope=self.envelope)
+        else:
+            inner = CdrCsvReader(io.StringIO())
         inner.required = self.required
         inner.mapping = self.mapping
         inner.default_tz, inner.direction = self.default_tz, self.direction
         inner.decimal_separator = self.decimal_separator
-        return inner._rows(src)
+        inner.epoch_unit, inner.tzinfos = self.epoch_unit, self.tzinfos
+        for row in inner._rows(src):
+            self._row_line = inner._row_line
+            yield row
 
 
 class AdminApiReader(CdrJsonReader):

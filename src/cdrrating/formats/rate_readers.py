@@ -16,9 +16,9 @@ import attrs
 
 from cdrrating.errors import ValidationError
 from cdrrating.formats._errors import FormatError
-from cdrrating.formats._reader import Reader, Reject, Row, reject_from
-from cdrrating.formats._source import CsvRecord, LineSource, Source, csv_records
-from cdrrating.money import _parse_decimal_text, to_micros
+from cdrrating.formats._reader import ROW_ERRORS, Reader, Reject, Row, reject_from
+from cdrrating.formats._source import MAX_COLUMNS, CsvRecord, LineSource, Source, csv_records
+from cdrrating.money import parse_decimal, to_micros
 from cdrrating.rates import Rate, RateStatus, Tier
 
 __all__ = ["RateCsvReader", "RateNoticeReader", "expand_codes"]
@@ -259,6 +259,13 @@ class RateCsvReader(Reader[Rate]):
                 yield None
                 continue
             if header is None:
+                if len(cells) > MAX_COLUMNS:
+                    raise FormatError(
+                        record.line,
+                        f"a line of {len(cells):,} columns before the header, at most "
+                        f"{MAX_COLUMNS:,}: not a rate deck?",
+                        field="header",
+                    )
                 keys = self._header_keys(cells)
                 if _PREFIX_KEYS & set(keys) and _PRICE_KEYS & set(keys):
                     header = keys
@@ -289,9 +296,10 @@ class RateCsvReader(Reader[Rate]):
                     record.raw,
                 )
                 continue
+            self._row_line = record.line
             try:
                 yield self._rates(row)
-            except (ValidationError, ValueError) as error:
+            except ROW_ERRORS as error:
                 yield reject_from(record.line, record.raw, error)
         if header is None:
             raise FormatError(
@@ -316,7 +324,7 @@ class RateCsvReader(Reader[Rate]):
         per_second = row.get("_per_second")
         if per_second or (self.price_unit == "second" and "rate" in data):
             text = per_second or data.pop("rate")
-            data["rate"] = _parse_decimal_text(text, sep, "rate") * 60
+            data["rate"] = parse_decimal(text, decimal_separator=sep, field="rate") * 60
         for key in ("valid_from", "valid_until"):
             if key in data and data[key].strip().lower() in _NOW:
                 del data[key]
@@ -344,7 +352,9 @@ class RateCsvReader(Reader[Rate]):
         )
         price_n = row.get("_price_n")
         if price_n:
-            later = to_micros(_parse_decimal_text(price_n, sep, "price_n"), field="price_n")
+            later = to_micros(
+                parse_decimal(price_n, decimal_separator=sep, field="price_n"), field="price_n"
+            )
             if later != rate.per_minute_micros:
                 after = rate.initial_seconds or rate.increment_seconds
                 rate = attrs.evolve(rate, tiers=(Tier(after, later, rate.increment_seconds),))

@@ -21,7 +21,7 @@ import attrs
 
 from cdrrating.cdr import CDR
 from cdrrating.errors import ValidationError
-from cdrrating.formats._reader import REJECT_COLUMNS, Reject
+from cdrrating.formats._reader import REJECT_COLUMNS, Reject, spreadsheet_cell
 from cdrrating.money import format_micros
 from cdrrating.rating import Charge, RowError
 
@@ -50,7 +50,6 @@ CHARGE_COLUMNS: tuple[str, ...] = (
     "connection_fee_micros",
     "extra",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Out = str | os.PathLike[str] | IO[str]
 
@@ -95,6 +94,7 @@ def _cell(value: Any, spreadsheet_safe: bool) -> Any:
     if value is None:
         return ""
     if isinstance(value, Mapping):
+        # Starts with "{": never taken for a formula.
         return (
             json.dumps(dict(value), default=_json_default, sort_keys=True, ensure_ascii=False)
             if value
@@ -105,17 +105,24 @@ def _cell(value: Any, spreadsheet_safe: bool) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):
-        return value.value
-    if spreadsheet_safe and isinstance(value, str) and value.startswith(_FORMULA_START):
+        value = value.value
+    if spreadsheet_safe:
         # OWASP "CSV injection": a caller id of "=HYPERLINK(...)" must not run in Excel.
-        return "'" + value
+        # Only text is quoted: a number such as -5 is data to a spreadsheet, not a formula.
+        return spreadsheet_cell(value)
     return value
 
 
 @contextmanager
 def _opened(out: Out, bom: bool) -> Iterator[IO[str]]:
     if isinstance(out, str | os.PathLike):
-        with open(out, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as stream:
+        try:
+            stream = open(out, "w", encoding="utf-8-sig" if bom else "utf-8", newline="")  # noqa: SIM115
+        except OSError as error:
+            raise ValidationError(
+                "out", os.fspath(out), f"a path that can be written ({error.strerror or error})"
+            ) from None
+        with stream:
             yield stream
     else:
         if bom:
@@ -139,8 +146,10 @@ def write_records(
       comma, quote or line break, UTF-8. ``columns`` fixes the columns (default: the
       first row's keys); a key outside them raises. ``bom=True`` starts the file with a
       UTF-8 byte-order mark, which Excel needs to read UTF-8 (BI tools do not).
-      ``spreadsheet_safe=True`` prefixes ``'`` to text starting with ``= + - @`` so a
-      spreadsheet does not run it as a formula (changes such values: off by default).
+      ``spreadsheet_safe=True`` prefixes ``'`` to every text cell (header included)
+      starting with ``=``, ``+``, ``-``, ``@``, a tab, CR or LF, so a spreadsheet does not
+      run it as a formula (OWASP "CSV injection"). It changes such values (``+4420...``
+      becomes ``'+4420...``), so it is off by default and the CSV reads back exactly.
     * ``jsonl``: one JSON object a line.
     * ``json``: ``{"ok": ..., "count": ..., "rows": [...]}`` for API handlers, plus
       ``"errors"`` when ``errors`` is given (``ok`` is then false if there are any).
@@ -182,11 +191,11 @@ def _write_csv(
     count = 0
     header: Sequence[str] | None = columns
     if header is not None:
-        writer.writerow(header)
+        writer.writerow([_cell(c, spreadsheet_safe) for c in header])
     for record in records:
         if header is None:
             header = list(record)
-            writer.writerow(header)
+            writer.writerow([_cell(c, spreadsheet_safe) for c in header])
         unknown = [k for k in record if k not in header]
         if unknown:
             raise ValidationError("columns", unknown, f"only the columns {', '.join(header)}")
