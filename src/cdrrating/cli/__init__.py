@@ -5,12 +5,15 @@ Data goes to stdout, messages to stderr. Exit codes:
 * 0: done; every record was rated or reported as unanswered/unrated (``check-plan``: the
   deck has no findings).
 * 1: done, but some input records were rejected, each reported on stderr with its line
-  (``check-plan``: the deck has findings).
+  (``check-plan``: the deck has findings; ``explain``: the stored charge differs).
 * 2: usage error (bad or conflicting options).
 * 3: an input could not be used at all (unreadable file, wrong header or encoding, an
-  invalid rate deck, a deck imported twice).
+  invalid rate deck, a deck imported twice, a call that is not stored).
 * 4: storage is unavailable: SQLAlchemy (the ``[sql]`` extra) or a database driver is
-  not installed, or the database cannot be reached.
+  not installed, the database cannot be reached or used (read-only, locked, damaged),
+  or a command that only reads was pointed at a database file that does not exist.
+* 141: standard output was closed early (``cdrrating … | head``); what was to be stored
+  was stored first.
 
 Each subcommand is one ``add_<name>`` function that registers its parser and handler.
 """
@@ -18,15 +21,19 @@ Each subcommand is one ``add_<name>`` function that registers its parser and han
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from cdrrating import __version__
+import cdrrating
+from cdrrating.errors import CdrRatingError
 
 from ._common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
     EXIT_REJECTED_ROWS,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
@@ -34,19 +41,22 @@ from ._common import (
     StorageUnavailable,
     SubParsers,
     UsageError,
+    user_words,
 )
-from ._rate import add_check_plan, add_rate, rate_command, summarise
+from ._deck import add_rates
+from ._explain import add_explain
+from ._rate import add_check_plan, add_rate, summarise
 from ._store import add_export, add_import_cdrs, add_import_rates, add_prune, add_query
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_OK",
+    "EXIT_OUTPUT_CLOSED",
     "EXIT_REJECTED_ROWS",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "build_parser",
     "main",
-    "rate_command",
     "summarise",
 ]
 
@@ -58,6 +68,8 @@ _COMMANDS: list[Callable[[SubParsers[argparse.ArgumentParser]], None]] = [
     add_query,
     add_export,
     add_prune,
+    add_rates,
+    add_explain,
 ]
 
 
@@ -65,11 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdrrating", description="Rate call detail records exactly, and explain every cost."
     )
-    parser.add_argument("--version", action="version", version=f"cdrrating {__version__}")
+    parser.add_argument("--version", action="version", version=f"cdrrating {cdrrating.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
     return parser
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout once more at exit; on a closed pipe that flush would print
+    # "Exception ignored ... BrokenPipeError". Pointing the descriptor at /dev/null
+    # keeps the exit quiet and its code ours.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(
@@ -80,6 +101,7 @@ def main(
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args, out, err)
+        out.flush()
     except UsageError as error:
         err.write(f"cdrrating {args.command}: error: {error}\n")
         return EXIT_USAGE
@@ -89,6 +111,14 @@ def main(
     except StorageUnavailable as error:
         err.write(f"cdrrating: error: {error}\n")
         return EXIT_UNAVAILABLE
-    except BrokenPipeError:  # `cdrrating ... | head` closed our stdout: not an error
-        return EXIT_OK
+    except BrokenPipeError:
+        # `cdrrating ... | head` closed stdout. Whatever was to be stored is stored
+        # (commands print last), but not everything was printed: not a success.
+        if out is sys.stdout:
+            _silence_stdout()
+        return EXIT_OUTPUT_CLOSED
+    except CdrRatingError as error:
+        # A value the command passed on unchecked: still one line, never a traceback.
+        err.write(f"cdrrating: error: {user_words(str(error))}\n")
+        return EXIT_BAD_INPUT
     return code

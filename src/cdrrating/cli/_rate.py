@@ -3,48 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from cdrrating._progress import Progress, ProgressArg, shows_bar
 from cdrrating._validate import parse_timestamp
 from cdrrating.errors import ValidationError
-from cdrrating.formats import CHARGE_COLUMNS, charge_record
+from cdrrating.formats import CHARGE_COLUMNS, Reader, charge_record
 from cdrrating.money import Rounding, format_micros
 from cdrrating.plan import RatePlan
 from cdrrating.rates import RateStatus
-from cdrrating.rating import BatchResult, Rater
+from cdrrating.rating import BatchResult, Charge, DestinationTotal, Rater
 
 from ._common import (
     EXIT_OK,
     EXIT_REJECTED_ROWS,
-    RECORD_FORMATS,
     InputError,
+    RejectLog,
     SubParsers,
     UsageError,
     add_cdr_input_options,
     add_db_option,
     add_deck_options,
+    add_format_option,
     add_text_options,
     cdr_reader,
     clip,
-    db_url,
+    currency_code,
     emit,
-    guarded,
+    first_of_each_call,
     open_repository,
     read_deck,
-    report_rejects,
+    reject_stream,
+    shown_db,
+    user_words,
     write_table,
 )
 
 # -- the plan --------------------------------------------------------------------------------
 
 
-def _add_plan_options(p: argparse.ArgumentParser, *, currency_required: bool = True) -> None:
+def add_plan_options(p: argparse.ArgumentParser, *, currency_required: bool = True) -> None:
     p.add_argument(
         "--currency",
-        help="ISO 4217 currency of the deck, e.g. EUR"
+        type=currency_code,
+        help="ISO 4217 currency of the deck, e.g. EUR (any case)"
         + (" (default: the one a rate notice names)" if currency_required else ""),
     )
     p.add_argument("--rounding", default="up", choices=[m.value for m in Rounding])
@@ -84,14 +93,51 @@ def plan_from_args(
             name=Path(args.rates).stem,
         )
     except ValidationError as error:
-        raise InputError(f"{args.rates}: {error}") from None
+        if error.field == "timezone":
+            raise UsageError(f"--timezone: {error.value!r} is not an IANA time zone") from None
+        raise InputError(f"{args.rates}: {user_words(str(error))}") from None
     return plan, len(rates)
 
 
 # -- rate ----------------------------------------------------------------------------------
 
+#: CDRs rated per call of ``Rater.rate_many``: its counts are merged and its charges
+#: passed on, so that memory holds one chunk, not the input.
+_CHUNK = 2000
 
-def summarise(result: BatchResult) -> list[dict[str, Any]]:
+#: Formats with one record a line, and how many header lines they start with: for these
+#: the bar's total is the file's line count (an estimate: a quoted field may span lines).
+_LINE_FORMATS = {"csv": 1, "asterisk": 0, "freeswitch-csv": 0}
+
+
+class RunTotals:
+    """Counts and totals of a rating run, merged from the batches it was rated in; the
+    attributes are those of :class:`~cdrrating.rating.BatchResult`, for the rated calls."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.by_status: Counter[str] = Counter()
+        self.by_reason: Counter[str] = Counter()
+        self.totals: dict[str, int] = {}
+        self.by_destination: dict[tuple[str, str], DestinationTotal] = {}
+
+    def merge(self, part: BatchResult) -> None:
+        self.records += len(part) - len(part.errors)
+        self.by_status.update(part.by_status)
+        self.by_reason.update(part.by_reason)
+        for currency, micros in part.totals.items():
+            self.totals[currency] = self.totals.get(currency, 0) + micros
+        for key, add in part.by_destination.items():
+            old = self.by_destination.get(key) or DestinationTotal()
+            self.by_destination[key] = DestinationTotal(
+                old.calls + add.calls,
+                old.answered + add.answered,
+                old.billed_seconds + add.billed_seconds,
+                old.cost_micros + add.cost_micros,
+            )
+
+
+def summarise(result: BatchResult | RunTotals) -> list[dict[str, Any]]:
     """Per-destination rows of a batch: calls, answered, billed minutes, cost; costliest first."""
     rows: list[dict[str, Any]] = []
     for (currency, destination), total in result.by_destination.items():
@@ -110,16 +156,21 @@ def summarise(result: BatchResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _print_summary(result: BatchResult, rejected: int, fmt: str, out: TextIO) -> None:
-    rows = summarise(result)
+def _print_summary(
+    totals: RunTotals, rejected: int, stored: int | None, args: argparse.Namespace, out: TextIO
+) -> None:
+    rows = summarise(totals)
+    fmt = args.format
     if fmt == "json":
         json.dump(
             {
                 "destinations": rows,
-                "status_counts": dict(sorted(result.by_status.items())),
-                "reason_counts": dict(sorted(result.by_reason.items())),
-                "totals_micros": dict(sorted(result.totals.items())),
+                "status_counts": dict(sorted(totals.by_status.items())),
+                "reason_counts": dict(sorted(totals.by_reason.items())),
+                "totals_micros": dict(sorted(totals.totals.items())),
+                "records": totals.records,
                 "rejected": rejected,
+                "stored": stored,
             },
             out,
             indent=2,
@@ -127,7 +178,8 @@ def _print_summary(result: BatchResult, rejected: int, fmt: str, out: TextIO) ->
         out.write("\n")
         return
     if fmt in ("csv", "jsonl"):
-        emit(rows, fmt, out, columns=list(rows[0]) if rows else ["destination"])
+        columns = list(rows[0]) if rows else ["destination"]
+        emit(rows, fmt, out, columns=columns, csv_raw=args.csv_raw)
         return
     write_table(
         out,
@@ -145,17 +197,17 @@ def _print_summary(result: BatchResult, rejected: int, fmt: str, out: TextIO) ->
     )
     out.write("\n")
     write_table(
-        out, ["Status", "Calls"], [[k, str(v)] for k, v in sorted(result.by_status.items())]
+        out, ["Status", "Calls"], [[k, str(v)] for k, v in sorted(totals.by_status.items())]
     )
-    if result.by_reason:
+    if totals.by_reason:
         out.write("\n")
         write_table(
             out,
             ["Unrated reason", "Calls"],
-            [[k, str(v)] for k, v in sorted(result.by_reason.items())],
+            [[k, str(v)] for k, v in sorted(totals.by_reason.items())],
         )
-    totals = ", ".join(format_micros(v, k) for k, v in sorted(result.totals.items()))
-    out.write(f"\nTotal: {totals or '0'}; {len(result)} records, {rejected} rejected\n")
+    money = ", ".join(format_micros(v, k) for k, v in sorted(totals.totals.items()))
+    out.write(f"\nTotal: {money or '0'}; {totals.records} records, {rejected} rejected\n")
 
 
 _CHARGE_TABLE = (
@@ -173,39 +225,107 @@ _CHARGE_TABLE = (
 )
 
 
-def rate_command(
-    args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO
-) -> tuple[int, BatchResult]:
-    """Rate a CDR file against a deck and print the summary (or, with ``--charges``, every
-    call); returns the exit code and the batch, so that the caller can store it."""
-    plan, _ = plan_from_args(args)
-    reader = cdr_reader(args.cdrs, args)
-    result = Rater(default=plan).rate_many(guarded(reader), progress=False if args.quiet else None)
-    rejected = report_rejects(reader, stderr)
-    if args.charges:
-        columns = _CHARGE_TABLE if args.format == "table" else CHARGE_COLUMNS
-        emit(
-            (charge_record(c) for c in result if c is not None),
-            args.format,
-            stdout,
-            columns=columns,
-        )
-    else:
-        _print_summary(result, rejected, args.format, stdout)
-    return (EXIT_REJECTED_ROWS if rejected else EXIT_OK), result
+def estimated_total(args: argparse.Namespace, progress: ProgressArg) -> int | None:
+    """The number of records in the CDR file, when a bar will show it and the format has
+    one record a line: counting lines costs a fast pass over the file."""
+    header = _LINE_FORMATS.get(args.cdr_format)
+    if header is None or args.cdrs == "-" or not shows_bar(progress):
+        return None
+    try:
+        with Path(args.cdrs).open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None  # the reader reports it, with the words it uses for every input
+    return max(lines - header, 0)
+
+
+def _rated(
+    reader: Reader[Any], plan: RatePlan, totals: RunTotals, log: RejectLog, bar: Progress
+) -> Iterator[Charge]:
+    """The charges of every record ``reader`` reads, in input order, as a stream.
+
+    Every record read is either charged, or rejected in ``log``: a record the reader
+    could not read (with its line), a call_id read before in this input (the first
+    record of a call is kept, so that the totals printed are those stored), or a record
+    the rater refused.
+    """
+    rater = Rater(default=plan)
+    records = first_of_each_call(reader, log, bar.step)
+    try:
+        while chunk := list(itertools.islice(records, _CHUNK)):
+            part = rater.rate_many([cdr for _, cdr in chunk], progress=False)
+            totals.merge(part)
+            errors = {e.position: e for e in part.errors}
+            for i, ((where, cdr), charge) in enumerate(zip(chunk, part.charges, strict=True)):
+                if charge is not None:
+                    yield charge
+                else:
+                    log.add_own(where, errors[i].field or "", errors[i].error, cdr.call_id)
+    finally:
+        bar.close()
+
+
+def _store(repo: Any, charges: list[Charge], progress: ProgressArg) -> int:
+    bar = Progress(progress, len(charges), desc="storing")
+
+    def counted() -> Iterator[Charge]:
+        for charge in charges:
+            bar.step()
+            yield charge
+
+    try:
+        # One transaction; upsert: rating the same file again re-rates its calls.
+        stored: int = repo.upsert_many(counted())
+    finally:
+        bar.close()
+    return stored
+
+
+def _print_charges(charges: Iterable[Charge], args: argparse.Namespace, out: TextIO) -> None:
+    columns = _CHARGE_TABLE if args.format == "table" else CHARGE_COLUMNS
+    emit(
+        (charge_record(c) for c in charges),
+        args.format,
+        out,
+        columns=columns,
+        csv_raw=args.csv_raw,
+    )
 
 
 def _rate_and_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.no_store:
-        return rate_command(args, stdout=out, stderr=err)[0]
-    # The database is opened first: a missing extra or an unreachable server is reported
-    # before minutes of rating, not after.
-    with open_repository(args.db) as repo:
-        code, result = rate_command(args, stdout=out, stderr=err)
-        # Upsert: rating the same file again re-rates its calls instead of failing.
-        stored = repo.upsert_many(charge for charge in result if charge is not None)
-        err.write(f"stored {stored} rated CDRs in {db_url(args.db)}\n")
-    return code
+    progress: ProgressArg = False if args.quiet else None
+    with contextlib.ExitStack() as stack:
+        # The database is opened first: a missing extra or an unreachable server is
+        # reported before minutes of rating, not after.
+        repo = None if args.no_store else stack.enter_context(open_repository(args.db))
+        plan, _ = plan_from_args(args)
+        rejects = stack.enter_context(reject_stream(args.reject_file))
+        reader = cdr_reader(args.cdrs, args, rejects)
+        log = RejectLog(err, args.max_rejects, rejects)
+        totals = RunTotals()
+        bar = Progress(progress, estimated_total(args, progress), desc="rating")
+        charges = _rated(reader, plan, totals, log, bar)
+        if repo is None:
+            # Nothing to store: the charges stream to stdout as they are rated.
+            if args.charges:
+                _print_charges(charges, args, out)
+            else:
+                for _ in charges:
+                    pass
+            log.close()
+            if not args.charges:
+                _print_summary(totals, log.count, None, args, out)
+        else:
+            held = list(charges)
+            log.close()
+            stored = _store(repo, held, progress)
+            err.write(f"stored {stored} rated CDRs in {shown_db(args.db)}\n")
+            # Printed only once stored: a reader that stops early (`| head`) costs no data.
+            if args.charges:
+                _print_charges(held, args, out)
+            else:
+                _print_summary(totals, log.count, stored, args, out)
+    return EXIT_REJECTED_ROWS if log.count else EXIT_OK
 
 
 def add_rate(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -214,19 +334,20 @@ def add_rate(sub: SubParsers[argparse.ArgumentParser]) -> None:
         help="rate a file of CDRs against a rate deck, store the result and print a summary",
         description="Rate a file of CDRs against a rate deck. Columns are matched by name "
         "(see docs/cli.md); rejected rows are reported on stderr with their line numbers. "
-        "The rated calls are stored in --db unless --no-store is given.",
+        "The rated calls are stored in --db unless --no-store is given; a call_id that "
+        "appears again in the file is rejected (the first record is kept).",
     )
     p.add_argument("cdrs", help="the CDR file ('-' for stdin)")
     p.add_argument("--rates", required=True, help="the rate deck (CSV or a rate notice)")
-    _add_plan_options(p)
+    add_plan_options(p)
     add_deck_options(p)
-    add_cdr_input_options(p)
+    add_cdr_input_options(p, deck=True)
     p.add_argument(
         "--charges",
         action="store_true",
         help="print every rated call instead of the per-destination summary",
     )
-    p.add_argument("--format", choices=RECORD_FORMATS, default="table")
+    add_format_option(p, "table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_db_option(p)
     p.add_argument("--no-store", action="store_true", help="only print; store nothing")
@@ -240,7 +361,10 @@ def _check_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Checking needs no money: without a currency the plan is built in XXX, ISO 4217's
     # "no currency", rather than refusing to look at the deck.
     plan, count = plan_from_args(args, fallback_currency="XXX")
-    at = parse_timestamp("--at", args.at) if args.at is not None else datetime.now(UTC)
+    try:
+        at = parse_timestamp("--at", args.at) if args.at is not None else datetime.now(UTC)
+    except ValidationError as error:
+        raise UsageError(str(error)) from None
     findings = plan.check(at=at)
     rows = [
         {
@@ -251,7 +375,14 @@ def _check_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for f in findings
     ]
     # The message is the finding: a table shows it whole, last, so that it can wrap.
-    emit(rows, args.format, out, columns=("code", "rates", "message"), cell_width=1_000)
+    emit(
+        rows,
+        args.format,
+        out,
+        columns=("code", "rates", "message"),
+        cell_width=1_000,
+        csv_raw=args.csv_raw,
+    )
     verdict = "no findings" if not findings else f"{len(findings)} finding(s)"
     prefixes = len({r.prefix for r in plan if r.status is RateStatus.ACTIVE})
     err.write(f"{args.rates}: {count} rates, {prefixes} active prefixes; {verdict}\n")
@@ -268,9 +399,9 @@ def add_check_plan(sub: SubParsers[argparse.ArgumentParser]) -> None:
         "when there are findings, 0 when the deck is clean.",
     )
     p.add_argument("rates", help="the rate deck (CSV or a rate notice)")
-    _add_plan_options(p, currency_required=False)
+    add_plan_options(p, currency_required=False)
     add_deck_options(p)
-    add_text_options(p, "dates in the deck")
+    add_text_options(p, "dates in the deck", cdrs=False, deck=True)
     p.add_argument("--at", help="judge expiry and gaps as of this instant (default now)")
-    p.add_argument("--format", choices=RECORD_FORMATS, default="table")
+    add_format_option(p, "table")
     p.set_defaults(handler=_check_plan)

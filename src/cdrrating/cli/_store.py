@@ -27,29 +27,29 @@ from ._common import (
     EXIT_OK,
     EXIT_REJECTED_ROWS,
     EXIT_USAGE,
-    RECORD_FORMATS,
     InputError,
+    RejectLog,
     SubParsers,
     UsageError,
     add_cdr_input_options,
     add_db_option,
     add_deck_options,
+    add_format_option,
     add_text_options,
     cdr_reader,
-    db_url,
+    currency_code,
     emit,
-    guarded,
+    first_of_each_call,
     open_repository,
     read_deck,
-    report_rejects,
+    reject_stream,
+    shown_db,
 )
+from ._rate import estimated_total
 
-_RECORD_FIELDS = (
-    "call_id", "started_at", "answered_at", "ended_at", "caller_number",
-    "destination_number", "direction", "disposition", "billsec", "duration", "tenant",
-    "extension", "currency", "cost_micros", "status", "reason", "hangup_cause", "queue_id",
-    "agent_id", "in_progress", "created_at", "updated_at", "extra",
-)  # fmt: skip
+#: Every field of a stored CDR, in the storage layer's order (its own list, so that a
+#: field it adds is exported too).
+_RECORD_FIELDS = tuple(repository.CDR_ENTITY.fields)
 
 _TABLE_FIELDS = (
     "call_id", "started_at", "destination_number", "direction", "disposition", "billsec",
@@ -79,7 +79,7 @@ def _import_rates(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if again:
             raise InputError(
                 f"{args.rates}: {len(again)} of its {len(rates)} rates are already stored for "
-                f"{_tenant(args.tenant)} (same content, e.g. id {min(again)!r}): was this "
+                f"{tenant_words(args.tenant)} (same content, e.g. id {min(again)!r}): was this "
                 "deck imported before? Nothing was stored"
             )
         try:
@@ -87,7 +87,7 @@ def _import_rates(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ValidationError as error:
             raise InputError(
                 f"{args.rates}: with the {len(existing)} rates already stored for "
-                f"{_tenant(args.tenant)}, the deck would make an invalid plan: {error}"
+                f"{tenant_words(args.tenant)}, the deck would make an invalid plan: {error}"
             ) from None
         try:
             added = repo.add_many(rates)  # one transaction: all of the deck or none of it
@@ -95,12 +95,12 @@ def _import_rates(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise InputError(
                 f"{args.rates}: {error} (was this deck imported before? nothing was stored)"
             ) from None
-    err.write(f"imported {added} rates for {_tenant(args.tenant)} into {db_url(args.db)}\n")
-    emit([{"imported": added, "tenant": args.tenant}], args.format, out)
+    err.write(f"imported {added} rates for {tenant_words(args.tenant)} into {shown_db(args.db)}\n")
+    emit([{"imported": added, "tenant": args.tenant}], args.format, out, csv_raw=args.csv_raw)
     return EXIT_OK
 
 
-def _tenant(tenant: str | None) -> str:
+def tenant_words(tenant: str | None) -> str:
     return f"tenant {tenant!r}" if tenant is not None else "no tenant (the system deck)"
 
 
@@ -116,8 +116,8 @@ def add_import_rates(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("rates", help="the rate deck ('-' for stdin)")
     p.add_argument("--tenant", help="the tenant whose deck this is (default: none)")
     add_deck_options(p)
-    add_text_options(p, "dates in the deck")
-    p.add_argument("--format", choices=RECORD_FORMATS, default="table")
+    add_text_options(p, "dates in the deck", cdrs=False, deck=True)
+    add_format_option(p, "table")
     add_db_option(p)
     p.set_defaults(handler=_import_rates)
 
@@ -128,23 +128,24 @@ def add_import_rates(sub: SubParsers[argparse.ArgumentParser]) -> None:
 def _import_cdrs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.rate and args.currency is None:
         raise UsageError("--rate needs --currency: the stored rates do not record one")
-    with open_repository(args.db) as repo:
+    with open_repository(args.db) as repo, reject_stream(args.reject_file) as rejects:
         plan: RatePlan | None = None
         if args.rate:
             with open_repository(args.db, "rates") as rates:
                 plan = rates.load_plan(args.rate_tenant, currency=args.currency)
             if not len(plan):
                 raise InputError(
-                    f"{db_url(args.db)} holds no rates for {_tenant(args.rate_tenant)}"
+                    f"{shown_db(args.db)} holds no rates for {tenant_words(args.rate_tenant)}"
                 )
-        reader = cdr_reader(args.cdrs, args)
-        bar = Progress(False if args.quiet else None, None)
+        reader = cdr_reader(args.cdrs, args, rejects)
+        log = RejectLog(err, args.max_rejects, rejects)
+        progress = False if args.quiet else None
+        bar = Progress(progress, estimated_total(args, progress), desc="importing")
 
         def records() -> Iterator[Any]:
-            for cdr in guarded(reader):
+            for _, cdr in first_of_each_call(reader, log, bar.step, tenant=args.tenant):
                 if args.tenant is not None and cdr.tenant is None:
                     cdr = attrs.evolve(cdr, tenant=args.tenant)  # noqa: PLW2901
-                bar.step()
                 yield rate(cdr, plan) if plan is not None else cdr
 
         try:
@@ -152,11 +153,11 @@ def _import_cdrs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             stored = repo.upsert_many(records())
         finally:
             bar.close()
-    rejected = report_rejects(reader, err)
+        log.close()
     what = "rated CDRs" if plan is not None else "CDRs"
-    err.write(f"stored {stored} {what} in {db_url(args.db)}; {rejected} rejected\n")
-    emit([{"stored": stored, "rejected": rejected}], args.format, out)
-    return EXIT_REJECTED_ROWS if rejected else EXIT_OK
+    err.write(f"stored {stored} {what} in {shown_db(args.db)}; {log.count} rejected\n")
+    emit([{"stored": stored, "rejected": log.count}], args.format, out, csv_raw=args.csv_raw)
+    return EXIT_REJECTED_ROWS if log.count else EXIT_OK
 
 
 def add_import_cdrs(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -173,8 +174,10 @@ def add_import_cdrs(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--tenant", help="tenant of the calls whose record names none")
     p.add_argument("--rate", action="store_true", help="rate each call with the stored rates")
     p.add_argument("--rate-tenant", help="whose stored deck --rate uses (default: none)")
-    p.add_argument("--currency", help="currency of the stored deck (needed with --rate)")
-    p.add_argument("--format", choices=RECORD_FORMATS, default="table")
+    p.add_argument(
+        "--currency", type=currency_code, help="currency of the stored deck (needed with --rate)"
+    )
+    add_format_option(p, "table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_db_option(p)
     p.set_defaults(handler=_import_cdrs)
@@ -203,6 +206,12 @@ def _query_from(args: argparse.Namespace, **overrides: Any) -> Any:
     try:
         return repository.Query(**options)
     except ValidationError as error:
+        if error.field in ("since", "until"):
+            # The option's words, not the library's (tzinfo, naive datetimes).
+            raise UsageError(
+                f"--{error.field}: got {error.value!r}, expected an instant with its UTC "
+                "offset, such as 2026-10-01T00:00:00Z, or epoch milliseconds"
+            ) from None
         raise UsageError(str(error)) from None
 
 
@@ -214,7 +223,7 @@ def _columns(args: argparse.Namespace, query: Any) -> Sequence[str]:
 
 def _query_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     query = _query_from(args, limit=args.limit, cursor=args.cursor)
-    with open_repository(args.db) as repo:
+    with open_repository(args.db, must_exist=True) as repo:
         try:
             page = repo.query(query)
         except ValidationError as error:
@@ -233,7 +242,7 @@ def _query_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         out.write("\n")
         return EXIT_OK
-    emit(records, args.format, out, columns=_columns(args, query))
+    emit(records, args.format, out, columns=_columns(args, query), csv_raw=args.csv_raw)
     # stdout stays pure data; the cursors are for the next invocation.
     if page.next_cursor:
         err.write(f"next cursor: {page.next_cursor}\n")
@@ -268,13 +277,13 @@ def add_query(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--order", choices=["desc", "asc"], default="desc")
     p.add_argument("--limit", type=int, default=1000, help="page size (default 1000, max 10000)")
     p.add_argument("--cursor", help="a cursor printed by the previous page")
-    p.add_argument("--format", choices=RECORD_FORMATS, default="json")
+    add_format_option(p, "json")
     p.set_defaults(handler=_query_command)
 
 
 def _export_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     query = _query_from(args, limit=repository.MAX_LIMIT)
-    with open_repository(args.db) as repo, contextlib.ExitStack() as stack:
+    with open_repository(args.db, must_exist=True) as repo, contextlib.ExitStack() as stack:
         target = out
         if args.output not in (None, "-"):
             try:
@@ -298,7 +307,13 @@ def _export_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 page_query = page_query.after(page.next_cursor)
 
         try:
-            count = emit(records(), args.format, target, columns=_columns(args, query))
+            count = emit(
+                records(),
+                args.format,
+                target,
+                columns=_columns(args, query),
+                csv_raw=args.csv_raw,
+            )
         except ValidationError as error:
             raise UsageError(str(error)) from None
         finally:
@@ -314,12 +329,14 @@ def add_export(sub: SubParsers[argparse.ArgumentParser]) -> None:
         help="write every stored CDR that matches, as CSV, JSON Lines, JSON or a table",
         description="Write all stored CDRs matching the filters (oldest first unless "
         "--order desc), page after page with constant memory. CSV follows RFC 4180 "
-        "(CRLF, quoting) and opens cleanly in spreadsheets; JSON is {ok, count, rows}.",
+        "(CRLF, quoting); a cell starting with = + - @ gets a ' first so that a "
+        "spreadsheet shows it instead of running it (--csv-raw: as stored). "
+        "JSON is {ok, count, rows}.",
     )
     add_db_option(p)
     _add_filters(p)
     p.add_argument("--order", choices=["asc", "desc"], default="asc")
-    p.add_argument("--format", choices=RECORD_FORMATS, default="csv")
+    add_format_option(p, "csv")
     p.add_argument("-o", "--output", metavar="FILE", help="write there instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_export_command)
@@ -379,7 +396,7 @@ def _prune_into(
             os.fsync(handle.fileno())
 
     try:
-        with open_repository(args.db) as repo:
+        with open_repository(args.db, must_exist=True) as repo:
             deleted: int = repo.prune(
                 cutoff,
                 archive=archive if handle is not None else None,
