@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,13 @@ import pytest
 
 sa = pytest.importorskip("sqlalchemy")
 
-from cdrrating.repository import CDR_COLUMNS, CDRRepository, Query, RateRepository  # noqa: E402
+from cdrrating.repository import (  # noqa: E402
+    CDR_COLUMNS,
+    CDRRepository,
+    Query,
+    RateRepository,
+    StorageError,
+)
 from cdrrating.sql import (  # noqa: E402
     SQLCDRRepository,
     SQLRateRepository,
@@ -154,8 +162,11 @@ def test_default_metadata_names_and_money_types() -> None:
     assert isinstance(cdrs.c.cost_micros.type, sa.BigInteger)
     assert isinstance(metadata.tables["cdrrating_rates"].c.per_minute_micros.type, sa.BigInteger)
     index_names = {ix.name for ix in cdrs.indexes}
-    assert "ix_cdrrating_cdrs_started_at_us_call_id" in index_names
-    assert "ix_cdrrating_cdrs_tenant_started_at_us_call_id" in index_names
+    assert "ix_cdrrating_cdrs_started_at_us_call_id_tenant_key" in index_names
+    assert "ix_cdrrating_cdrs_tenant_key_started_at_us_call_id" in index_names
+    # A record's identity is (tenant, call_id): the same call id may live in two tenants.
+    assert [c.name for c in cdrs.primary_key.columns] == ["call_id", "tenant_key"]
+    assert {"prefix", "billed_seconds"} <= set(cdrs.c.keys())
     assert metadata.naming_convention["pk"] == "pk_%(table_name)s"
     # Bulk adds send cdr_values() tuples unchanged when the orders agree.
     assert tuple(c.name for c in cdrs.columns) == CDR_COLUMNS
@@ -204,3 +215,109 @@ def test_storage_modules_keep_import_cdrrating_cheap() -> None:
     code = "import sys, cdrrating.repository, cdrrating.memory; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- driver behaviour, on every engine --------------------------------------------------------
+
+ENGINES = ["sqlite_backend", "postgres_backend", "mysql_backend"]
+
+
+@pytest.fixture(params=ENGINES)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    found: Backend = request.getfixturevalue(request.param)
+    found.clean()
+    return found
+
+
+def test_a_long_in_list_is_bound_not_spelt_out(backend: Backend) -> None:
+    # 70,000 values: past PostgreSQL's 65,535 parameters and SQLite's 32,766.
+    repo = SQLCDRRepository(backend.engine, tables=backend.tables)
+    repo.add_many([cdr(1), cdr(2, billsec=30), cdr(3)])
+    wanted = ["call-2", *(f"x{i}" for i in range(70_000))]
+    assert [s.call_id for s in repo.query(Query(where={"call_id": {"$in": wanted}}))] == ["call-2"]
+    assert repo.count(Query(where={"call_id": {"$nin": wanted}})) == 2
+    many = [30, *range(100_000, 170_000)]
+    assert repo.count(Query(where={"billsec": {"$in": many}})) == 1
+
+
+def test_writers_overlapping_in_opposite_orders_neither_deadlock_nor_fail(
+    backend: Backend,
+) -> None:
+    repo = SQLCDRRepository(backend.engine, tables=backend.tables)
+    ids_ = [f"c{i:03d}" for i in range(200)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def writer(order: list[str], billsec: int) -> None:
+        try:
+            for _ in range(4):
+                barrier.wait()
+                repo.upsert_many(cdr(i, billsec=billsec) for i in order)
+        except BaseException as e:  # reported below, whatever it is
+            errors.append(e)
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=writer, args=(ids_, 10)),
+        threading.Thread(target=writer, args=(ids_[::-1], 20)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert repo.count() == 200
+    assert repo.count(Query(where={"billsec": {"$in": [10, 20]}})) == 200
+
+
+def test_a_deadlock_is_retried_a_bounded_number_of_times(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = SQLCDRRepository(backend.engine, tables=backend.tables)
+    real = repo._writer.begin
+    failures = [2]  # transactions that meet a deadlock before one gets through
+
+    class Deadlock(Exception):  # what psycopg and PyMySQL report, in one object
+        sqlstate = "40P01"
+
+        def __init__(self) -> None:
+            super().__init__(1213, "Deadlock found when trying to get lock")
+
+    def begin() -> Any:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise sa.exc.OperationalError("UPDATE ...", None, Deadlock())
+        return real()
+
+    monkeypatch.setattr(repo._writer, "begin", begin)
+    monkeypatch.setattr("cdrrating.sql.time.sleep", lambda _seconds: None)
+    assert repo.upsert(cdr(1)).call_id == "call-1"
+    assert failures == [0]
+    failures[0] = 1_000
+    with pytest.raises(StorageError, match="Deadlock") as info:
+        repo.upsert(cdr(2))
+    assert isinstance(info.value.__cause__, sa.exc.OperationalError)
+    assert failures[0] == 1_000 - 5  # five tries, then the error
+    assert repo.count() == 1
+
+
+def test_no_driver_error_reaches_the_caller(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-folder' / 'x.sqlite3'}"
+    with pytest.raises(StorageError):
+        SQLCDRRepository(url, create=True)
+    repo = SQLCDRRepository(url)
+    for call in (
+        lambda: repo.add(cdr(1)),
+        lambda: repo.upsert_many([cdr(1)]),
+        repo.query,
+        repo.count,
+        lambda: repo.get("call-1"),
+        lambda: repo.prune(timedelta(days=1)),
+    ):
+        with pytest.raises(StorageError):
+            call()
+    rates = SQLRateRepository(url)
+    with pytest.raises(StorageError):
+        rates.load_plan(None, currency="EUR")
+    repo.engine.dispose()
+    rates.engine.dispose()

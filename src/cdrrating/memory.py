@@ -1,9 +1,10 @@
 """In-memory repositories: thread-safe, no dependencies, the reference behaviour.
 
 Use them in notebooks, tests and small tools. They keep the same storage rows as the
-SQL adapter (see :mod:`cdrrating.repository`), so filters, search, ordering and cursors
-give the same answers. Every operation takes one lock; a query copies what matches
-before building the page, so long scans never see a half-applied write.
+SQL adapter (see :mod:`cdrrating.repository`) and evaluate the same filter tree (search
+and cursors included), so filters, search, ordering and cursors give the same answers.
+Every operation takes one lock; a query copies what matches before building the page,
+so long scans never see a half-applied write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cdrrating.rates import Rate
 from cdrrating.repository import (
     CDR_ENTITY,
     RATE_ENTITY,
+    TENANT_KEY,
     CDRRecord,
     Clock,
     Compiled,
@@ -32,20 +34,23 @@ from cdrrating.repository import (
     cdr_row,
     check_batch_size,
     check_id,
+    check_plan,
     check_same_tenant,
+    check_tenant,
     compile_query,
     evaluate,
+    late_start,
     not_found,
     now_micros,
     patch_cdr,
     patch_rate,
+    plan_instant,
     prune_cutoff,
     rate_row,
-    search_matches,
     stored_cdr,
     stored_rate,
     system_clock,
-    to_micros_epoch,
+    tenant_key,
     unpack_cdr,
     unpack_rate,
 )
@@ -53,25 +58,26 @@ from cdrrating.repository import (
 __all__ = ["MemoryCDRRepository", "MemoryRateRepository"]
 
 Row = Mapping[Any, Any]
+Key = tuple[str, str]  # (tenant key, id): a record's identity
 
 
 def _select(rows: Iterable[Row], compiled: Compiled) -> list[Row]:
-    """Matching rows, sorted, after the cursor, ``limit + 1`` of them."""
-    matching = [r for r in rows if evaluate(compiled.filter, r) and search_matches(compiled, r)]
-    sort, key = compiled.sort_column, compiled.key_column
-    desc = compiled.scan_descending
-    matching.sort(key=lambda r: (r[sort], r[key]), reverse=desc)
-    if compiled.after is not None:
-        anchor = (compiled.after[0], compiled.after[1])
-        if desc:
-            matching = [r for r in matching if (r[sort], r[key]) < anchor]
-        else:
-            matching = [r for r in matching if (r[sort], r[key]) > anchor]
+    """Matching rows after the cursor, in scan order, ``limit + 1`` of them."""
+    node = compiled.page_filter
+    matching = [r for r in rows if evaluate(node, r)]
+    matching.sort(key=compiled.sort_key, reverse=compiled.scan_descending)
     return matching[: compiled.limit + 1]
 
 
 def _count(rows: Iterable[Row], compiled: Compiled) -> int:
-    return sum(1 for r in rows if evaluate(compiled.filter, r) and search_matches(compiled, r))
+    return sum(1 for r in rows if evaluate(compiled.filter, r))
+
+
+def _page(
+    compiled: Compiled, rows: Sequence[Row], codec: CursorCodec, make: Callable[[Row], T]
+) -> Page[T]:
+    # Counting is a second pass over rows already in memory: cheap, so pages carry it.
+    return build_page(compiled, _select(rows, compiled), codec, make, _count(rows, compiled))
 
 
 class MemoryCDRRepository:
@@ -86,7 +92,7 @@ class MemoryCDRRepository:
     ) -> None:
         self._clock = clock
         self._codec = CursorCodec(cursor_key)
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._rows: dict[Key, dict[str, Any]] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -96,69 +102,74 @@ class MemoryCDRRepository:
         return len(self._rows)
 
     def add(self, record: CDRRecord) -> StoredCDR:
-        cdr, status, reason = unpack_cdr(record)
+        cdr, outcome = unpack_cdr(record)
         with self._lock:
             now = now_micros(self._clock)
-            row = cdr_row(cdr, status, reason, False, created_us=now, updated_us=now)
-            if cdr.call_id in self._rows:
+            row = cdr_row(cdr, outcome, False, created_us=now, updated_us=now)
+            stored = stored_cdr(row)
+            key = (row[TENANT_KEY], cdr.call_id)
+            if key in self._rows:
                 raise Conflict(f"a CDR with call_id {cdr.call_id!r} is already stored")
-            self._rows[cdr.call_id] = row
-            return stored_cdr(row)
+            self._rows[key] = row
+            return stored
 
     def add_many(self, records: Iterable[CDRRecord | Mapping[str, Any]]) -> int:
         with self._lock:
             now = now_micros(self._clock)
-            batch: dict[str, dict[str, Any]] = {}
+            batch: dict[Key, dict[str, Any]] = {}
             for i, record in enumerate(records):
-                cdr, status, reason = unpack_cdr(record, i)
-                if cdr.call_id in batch or cdr.call_id in self._rows:
+                cdr, outcome = unpack_cdr(record, i)
+                row = cdr_row(cdr, outcome, False, created_us=now, updated_us=now, position=i)
+                key = (row[TENANT_KEY], cdr.call_id)
+                if key in batch or key in self._rows:
                     raise Conflict(
                         f"records[{i}]: a CDR with call_id {cdr.call_id!r} is already "
-                        + ("in this batch" if cdr.call_id in batch else "stored")
+                        + ("in this batch" if key in batch else "stored")
                     )
-                batch[cdr.call_id] = cdr_row(
-                    cdr, status, reason, False, created_us=now, updated_us=now, position=i
-                )
+                batch[key] = row
             self._rows.update(batch)
             return len(batch)
 
     def upsert(self, record: CDRRecord, *, in_progress: bool = False) -> StoredCDR:
-        cdr, status, reason = unpack_cdr(record)
         with self._lock:
-            now = now_micros(self._clock)
-            old = self._rows.get(cdr.call_id)
-            if old is not None and in_progress and not old["in_progress"]:
-                return stored_cdr(old)  # a late start row never erases a completion
-            created = old["created_at_us"] if old is not None else now
-            row = cdr_row(cdr, status, reason, in_progress, created_us=created, updated_us=now)
-            self._rows[cdr.call_id] = row
-            return stored_cdr(row)
+            key = self._upsert([record], in_progress, single=True)[0]
+            return stored_cdr(self._rows[key])
 
     def upsert_many(
         self, records: Iterable[CDRRecord | Mapping[str, Any]], *, in_progress: bool = False
     ) -> int:
         with self._lock:
-            now = now_micros(self._clock)
-            batch: dict[str, dict[str, Any]] = {}
-            for i, record in enumerate(records):
-                cdr, status, reason = unpack_cdr(record, i)
-                batch[cdr.call_id] = cdr_row(
-                    cdr, status, reason, in_progress, created_us=now, updated_us=now, position=i
-                )
-            for call_id, row in batch.items():
-                old = self._rows.get(call_id)
-                if old is None:
-                    self._rows[call_id] = row
-                elif not (in_progress and not old["in_progress"]):
-                    row["created_at_us"] = old["created_at_us"]
-                    self._rows[call_id] = row
-            return len(batch)
+            return len(self._upsert(records, in_progress, single=False))
 
-    def _get_row(self, call_id: Any, tenant: str | None) -> Row:
-        key = check_id("CDR", call_id)
+    def _upsert(self, records: Iterable[Any], in_progress: bool, *, single: bool) -> list[Key]:
+        now = now_micros(self._clock)
+        batch: dict[Key, dict[str, Any]] = {}
+        for i, record in enumerate(records):
+            cdr, outcome = unpack_cdr(record, None if single else i)
+            row = cdr_row(
+                cdr,
+                outcome,
+                in_progress,
+                created_us=now,
+                updated_us=now,
+                position=None if single else i,
+            )
+            stored_cdr(row)  # what is written must read back; raise before any write
+            batch[(row[TENANT_KEY], cdr.call_id)] = row
+        for key, row in batch.items():
+            old = self._rows.get(key)
+            if old is None:
+                self._rows[key] = row
+            elif not late_start(old["in_progress"], in_progress):
+                row["created_at_us"] = old["created_at_us"]
+                self._rows[key] = row
+        return list(batch)
+
+    def _get_row(self, call_id: Any, tenant: Any) -> Row:
+        key = (check_tenant(tenant), check_id("CDR", call_id))
         row = self._rows.get(key)
-        if row is None or (tenant is not None and row["tenant"] != tenant):
-            raise not_found("CDR", key)
+        if row is None:
+            raise not_found("CDR", key[1])
         return row
 
     def get(self, call_id: str, *, tenant: str | None = None) -> StoredCDR:
@@ -168,43 +179,42 @@ class MemoryCDRRepository:
     def replace(
         self, record: CDRRecord, *, tenant: str | None = None, in_progress: bool = False
     ) -> StoredCDR:
-        cdr, status, reason = unpack_cdr(record)
+        cdr, outcome = unpack_cdr(record)
         check_same_tenant(tenant, cdr.tenant)
         with self._lock:
-            old = self._get_row(cdr.call_id, tenant)
+            old = self._get_row(cdr.call_id, cdr.tenant)
             row = cdr_row(
                 cdr,
-                status,
-                reason,
+                outcome,
                 in_progress,
                 created_us=old["created_at_us"],
                 updated_us=now_micros(self._clock),
             )
-            self._rows[cdr.call_id] = row
-            return stored_cdr(row)
+            stored = stored_cdr(row)
+            self._rows[(row[TENANT_KEY], cdr.call_id)] = row
+            return stored
 
     def update(
         self, call_id: str, changes: Mapping[str, Any], *, tenant: str | None = None
     ) -> StoredCDR:
         with self._lock:
             old = self._get_row(call_id, tenant)
-            cdr, status, reason, in_progress = patch_cdr(stored_cdr(old), changes)
-            check_same_tenant(tenant, cdr.tenant)
+            cdr, outcome, in_progress = patch_cdr(stored_cdr(old), changes)
             row = cdr_row(
                 cdr,
-                status,
-                reason,
+                outcome,
                 in_progress,
                 created_us=old["created_at_us"],
                 updated_us=now_micros(self._clock),
             )
-            self._rows[cdr.call_id] = row
-            return stored_cdr(row)
+            stored = stored_cdr(row)
+            self._rows[(row[TENANT_KEY], cdr.call_id)] = row
+            return stored
 
     def delete(self, call_id: str, *, tenant: str | None = None) -> None:
         with self._lock:
             row = self._get_row(call_id, tenant)
-            del self._rows[row["call_id"]]
+            del self._rows[(row[TENANT_KEY], row["call_id"])]
 
     def query(self, query: Query | None = None) -> Page[StoredCDR]:
         compiled = compile_query(CDR_ENTITY, query, self._codec)
@@ -227,32 +237,25 @@ class MemoryCDRRepository:
         batch_size: int = 10_000,
     ) -> int:
         check_batch_size(batch_size)
-        deleted = 0
+        scope = None if tenant is None else check_tenant(tenant)
         with self._lock:
             cutoff = prune_cutoff(older_than, self._clock)
             old = sorted(
                 (
                     r
                     for r in self._rows.values()
-                    if r["started_at_us"] < cutoff and (tenant is None or r["tenant"] == tenant)
+                    if r["started_at_us"] < cutoff and (scope is None or r[TENANT_KEY] == scope)
                 ),
-                key=lambda r: (r["started_at_us"], r["call_id"]),
+                key=lambda r: (r["started_at_us"], r["call_id"], r[TENANT_KEY]),
             )
-            for start in range(0, len(old), batch_size):
-                batch = old[start : start + batch_size]
-                if archive is not None:
-                    archive([stored_cdr(r) for r in batch])
-                for r in batch:
-                    del self._rows[r["call_id"]]
-                deleted += len(batch)
-        return deleted
-
-
-def _page(
-    compiled: Compiled, rows: Sequence[Row], codec: CursorCodec, make: Callable[[Row], T]
-) -> Page[T]:
-    # Counting is a second pass over rows already in memory: cheap, so pages carry it.
-    return build_page(compiled, _select(rows, compiled), codec, make, _count(rows, compiled))
+            # Everything is archived before anything is deleted: an archive that raises
+            # at any batch leaves every row in place.
+            if archive is not None:
+                for start in range(0, len(old), batch_size):
+                    archive([stored_cdr(r) for r in old[start : start + batch_size]])
+            for r in old:
+                del self._rows[(r[TENANT_KEY], r["call_id"])]
+            return len(old)
 
 
 class MemoryRateRepository:
@@ -263,7 +266,7 @@ class MemoryRateRepository:
     ) -> None:
         self._clock = clock
         self._codec = CursorCodec(cursor_key)
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._rows: dict[Key, dict[str, Any]] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -272,33 +275,56 @@ class MemoryRateRepository:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def _check_plans(self, written: Sequence[Rate]) -> None:
+        """The tenants' decks with ``written`` in place of rates of the same identity."""
+        by_tenant: dict[str | None, dict[str, Rate]] = {}
+        for r in written:
+            assert r.id is not None
+            by_tenant.setdefault(r.tenant, {})[r.id] = r
+        for tenant, new in by_tenant.items():
+            prefixes = {r.prefix for r in new.values()}
+            key = tenant_key(tenant)
+            kept = [
+                stored_rate(row).rate
+                for (tk, rid), row in self._rows.items()
+                if tk == key and rid not in new and row["prefix"] in prefixes
+            ]
+            check_plan(tenant, kept + list(new.values()))
+
     def add(self, rate: Rate) -> StoredRate:
         r = unpack_rate(rate)
         with self._lock:
             now = now_micros(self._clock)
             row = rate_row(r, now, now)
-            if row["id"] in self._rows:
+            key = (row[TENANT_KEY], row["id"])
+            if key in self._rows:
                 raise Conflict(f"a rate with id {row['id']!r} is already stored")
-            self._rows[row["id"]] = row
+            self._check_plans([r])
+            self._rows[key] = row
             return stored_rate(row)
 
     def add_many(self, rates: Iterable[Rate | Mapping[str, Any]]) -> int:
         with self._lock:
             now = now_micros(self._clock)
-            batch: dict[str, dict[str, Any]] = {}
+            batch: dict[Key, dict[str, Any]] = {}
+            written: list[Rate] = []
             for i, rate in enumerate(rates):
-                row = rate_row(unpack_rate(rate, i), now, now, i)
-                if row["id"] in batch or row["id"] in self._rows:
+                r = unpack_rate(rate, i)
+                row = rate_row(r, now, now, i)
+                key = (row[TENANT_KEY], row["id"])
+                if key in batch or key in self._rows:
                     raise Conflict(f"records[{i}]: a rate with id {row['id']!r} is already stored")
-                batch[row["id"]] = row
+                batch[key] = row
+                written.append(r)
+            self._check_plans(written)
             self._rows.update(batch)
             return len(batch)
 
-    def _get_row(self, rate_id: Any, tenant: str | None) -> Row:
-        key = check_id("rate", rate_id)
+    def _get_row(self, rate_id: Any, tenant: Any) -> Row:
+        key = (check_tenant(tenant), check_id("rate", rate_id))
         row = self._rows.get(key)
-        if row is None or (tenant is not None and row["tenant"] != tenant):
-            raise not_found("rate", key)
+        if row is None:
+            raise not_found("rate", key[1])
         return row
 
     def get(self, rate_id: str, *, tenant: str | None = None) -> StoredRate:
@@ -310,26 +336,26 @@ class MemoryRateRepository:
             raise ValidationError("rate", rate, "a Rate with an id (the rate to replace)")
         check_same_tenant(tenant, rate.tenant)
         with self._lock:
-            old = self._get_row(rate.id, tenant)
-            row = rate_row(rate, old["created_at_us"], now_micros(self._clock))
-            self._rows[rate.id] = row
-            return stored_rate(row)
+            old = self._get_row(rate.id, rate.tenant)
+            return self._write(rate, old)
 
     def update(
         self, rate_id: str, changes: Mapping[str, Any], *, tenant: str | None = None
     ) -> StoredRate:
         with self._lock:
             old = self._get_row(rate_id, tenant)
-            rate = patch_rate(stored_rate(old).rate, changes)
-            check_same_tenant(tenant, rate.tenant)
-            row = rate_row(rate, old["created_at_us"], now_micros(self._clock))
-            self._rows[row["id"]] = row
-            return stored_rate(row)
+            return self._write(patch_rate(stored_rate(old).rate, changes), old)
+
+    def _write(self, rate: Rate, old: Row) -> StoredRate:
+        row = rate_row(rate, old["created_at_us"], now_micros(self._clock))
+        self._check_plans([rate])
+        self._rows[(row[TENANT_KEY], row["id"])] = row
+        return stored_rate(row)
 
     def delete(self, rate_id: str, *, tenant: str | None = None) -> None:
         with self._lock:
             row = self._get_row(rate_id, tenant)
-            del self._rows[row["id"]]
+            del self._rows[(row[TENANT_KEY], row["id"])]
 
     def query(self, query: Query | None = None) -> Page[StoredRate]:
         compiled = compile_query(RATE_ENTITY, query, self._codec)
@@ -355,9 +381,10 @@ class MemoryRateRepository:
         name: str | None = None,
         **plan_options: Any,
     ) -> RatePlan:
-        at_us = to_micros_epoch(at) if at is not None else None
+        at_us = plan_instant(at)
+        key = check_tenant(tenant)
         with self._lock:
-            rows = [r for r in self._rows.values() if r["tenant"] == tenant]
+            rows = [r for r in self._rows.values() if r[TENANT_KEY] == key]
         if at_us is not None:
             rows = [r for r in rows if _in_force(r, at_us)]
         return RatePlan(

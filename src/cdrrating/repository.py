@@ -10,16 +10,19 @@ call is still ``in_progress``, and ``created_at``/``updated_at`` from the reposi
 clock). Rates are stored as :class:`StoredRate` in the same way.
 
 Everything an adapter needs to behave exactly like the others (validation of what is
-written, the Mongo-style filter and its evaluation, search folding, cursor signing,
-page assembly) is in this module, so a third-party adapter only has to translate.
+written, the Mongo-style filter, search and the keyset position compiled into one
+filter tree with one evaluator, cursor signing, page assembly) is in this module, so a
+third-party adapter only has to translate the tree.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import enum
 import hashlib
 import hmac
+import io
 import json
 import re
 import secrets
@@ -30,13 +33,18 @@ from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_
 
 import attrs
 
-from cdrrating._validate import parse_timestamp
 from cdrrating.cdr import CDR, Direction, Disposition
-from cdrrating.errors import NotFound, ValidationError
+from cdrrating.charge import Charge, ChargeStatus, Reason
+from cdrrating.errors import (
+    Conflict,
+    NotFound,
+    PlanError,
+    StorageError,
+    ValidationError,
+)
 from cdrrating.money import Rounding
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate, RateStatus, Tier
-from cdrrating.rating import Charge, ChargeStatus, Reason
 from cdrrating.schedule import Schedule
 
 __all__ = [
@@ -49,8 +57,12 @@ __all__ = [
     "Page",
     "Query",
     "RateRepository",
+    "StorageError",
     "StoredCDR",
     "StoredRate",
+    "export",
+    "export_lines",
+    "iter_records",
     "system_clock",
 ]
 
@@ -81,11 +93,16 @@ class StoredCDR:
     rest of the rating outcome (None when the CDR was stored unrated). ``in_progress``
     marks a start row written when the call was routed; a completion replaces it.
     ``created_at``/``updated_at`` are set by the repository from its clock.
+    ``prefix`` (the prefix of the rate that won) and ``billed_seconds`` are kept from
+    the :class:`~cdrrating.charge.Charge` the record was written from, so a stored call
+    can be explained later; both are None for a CDR stored unrated.
     """
 
     cdr: CDR
     status: ChargeStatus | None = None
     reason: Reason | None = None
+    prefix: str | None = None
+    billed_seconds: int | None = None
     in_progress: bool = False
     created_at: datetime
     updated_at: datetime
@@ -95,11 +112,14 @@ class StoredCDR:
         return self.cdr.call_id
 
     def to_mapping(self, fields: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-ready mapping: the CDR's fields, then status, reason, in_progress and the
-        two timestamps (ISO 8601). ``fields`` keeps only those keys, in that order."""
+        """JSON-ready mapping: the CDR's fields, then status, reason, prefix,
+        billed_seconds, in_progress and the two timestamps (ISO 8601). ``fields`` keeps
+        only those keys, in that order."""
         out = self.cdr.to_mapping()
         out["status"] = self.status.value if self.status is not None else None
         out["reason"] = self.reason.value if self.reason is not None else None
+        out["prefix"] = self.prefix
+        out["billed_seconds"] = self.billed_seconds
         out["in_progress"] = self.in_progress
         out["created_at"] = self.created_at.isoformat()
         out["updated_at"] = self.updated_at.isoformat()
@@ -162,20 +182,76 @@ CDRRecord: TypeAlias = CDR | Charge | StoredCDR
 # -- the query object -----------------------------------------------------------------------
 
 
+def parse_instant(field: str, value: Any) -> datetime | None:
+    """An instant a query, filter or patch names: an aware datetime, ISO 8601 text with
+    a UTC offset, or epoch milliseconds (an int or a string of digits). None and blank
+    text give None. Naive datetimes and text without an offset are refused (they name
+    no instant), and so is anything outside what storage keeps (years 1 to 9999, UTC)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return _from_epoch_ms(field, value, value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return _from_epoch_ms(field, value, int(value.strip()))
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValidationError(
+                field, value, "an ISO 8601 timestamp with a UTC offset, or epoch milliseconds"
+            ) from None
+    elif isinstance(value, float):
+        raise ValidationError(field, value, "epoch milliseconds as an int, not a float")
+    else:
+        raise ValidationError(
+            field, value, "an aware datetime, ISO 8601 text with an offset or epoch milliseconds"
+        )
+    if dt.utcoffset() is None:
+        raise ValidationError(
+            field,
+            value,
+            "a timezone-aware instant (a naive datetime or text without an offset names "
+            "no instant: add tzinfo or a UTC offset such as Z)",
+        )
+    check_instant(field, dt)
+    return dt
+
+
+def _from_epoch_ms(field: str, given: Any, ms: int) -> datetime:
+    if not _MIN_US // 1000 <= ms <= _MAX_US // 1000:
+        raise ValidationError(
+            field, given, f"epoch milliseconds from {_MIN_US // 1000} to {_MAX_US // 1000}"
+        )
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def check_instant(field: str, dt: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime that storage can keep and
+    give back: its UTC form must be a datetime (years 1 to 9999)."""
+    us = (dt - _EPOCH) // _ONE_US
+    if not _MIN_US <= us <= _MAX_US:
+        raise ValidationError(
+            field, dt, "an instant from 0001-01-01 to 9999-12-31 in UTC (what storage keeps)"
+        )
+    return us
+
+
 def _since(value: Any) -> datetime | None:
-    return parse_timestamp("since", value)
+    return parse_instant("since", value)
 
 
 def _until(value: Any) -> datetime | None:
-    return parse_timestamp("until", value)
+    return parse_instant("until", value)
 
 
 def _updated_since(value: Any) -> datetime | None:
-    return parse_timestamp("updated_since", value)
+    return parse_instant("updated_since", value)
 
 
 def _updated_before(value: Any) -> datetime | None:
-    return parse_timestamp("updated_before", value)
+    return parse_instant("updated_before", value)
 
 
 def _limit(value: Any) -> int:
@@ -227,6 +303,8 @@ class Query:
     - ``cursor``: a ``next_cursor``/``previous_cursor`` from a page of the same query.
     - ``fields``: the keys :meth:`Page.to_records` returns.
     - ``include_in_progress``: include start rows of calls that have not ended.
+    - ``with_count``: fill ``Page.count`` (the SQL adapter counts in the same
+      statement that reads the page).
     """
 
     tenant: str | None = attrs.field(default=None, validator=_opt_text("tenant", 255))
@@ -242,6 +320,7 @@ class Query:
     cursor: str | None = attrs.field(default=None, validator=_opt_text("cursor", 4096))
     fields: tuple[str, ...] | None = attrs.field(default=None, converter=_fields)
     include_in_progress: bool = attrs.field(default=True)
+    with_count: bool = attrs.field(default=False)
 
     @order.validator
     def _check_order(self, _a: Any, value: Any) -> None:
@@ -263,8 +342,8 @@ class Page(Generic[T]):
     """One page of a listing. Iterate it for the items.
 
     ``next_cursor``/``previous_cursor`` are None at either end. ``count`` is the number
-    of records matching the query (all pages) when the adapter knows it cheaply,
-    else None: ask ``repository.count(query)``.
+    of records matching the query (all pages) when the query asked for it
+    (``with_count=True``) or the adapter knows it anyway, else None.
     """
 
     items: tuple[T, ...]
@@ -292,13 +371,20 @@ class Page(Generic[T]):
 class CDRRepository(Protocol):
     """Where CDRs are kept. Every adapter passes :mod:`cdrrating.testing.contract`.
 
-    Errors: :class:`~cdrrating.NotFound` for an unknown id (or one of another tenant
-    when ``tenant`` is given), :class:`~cdrrating.Conflict` for an id already stored,
-    :class:`~cdrrating.ValidationError` for anything refused before it is written.
+    A record's identity is ``(tenant, call_id)``: ``tenant=`` on get, replace, update
+    and delete names the tenant (None: the records stored without one), so two tenants
+    may use one call id without seeing each other. Listings, counts and prunes cover
+    every tenant unless scoped with ``Query(tenant=...)`` / ``prune(tenant=...)``.
+
+    Errors: :class:`~cdrrating.NotFound` for an unknown identity,
+    :class:`~cdrrating.Conflict` for one already stored,
+    :class:`~cdrrating.ValidationError` for anything refused before it is written
+    (an error always means nothing was written), :class:`StorageError` when the
+    database fails.
     """
 
     def add(self, record: CDRRecord) -> StoredCDR:
-        """Store a new CDR; Conflict if its call_id is stored already."""
+        """Store a new CDR; Conflict if its (tenant, call_id) is stored already."""
         ...
 
     def add_many(self, records: Iterable[CDRRecord | Mapping[str, Any]]) -> int:
@@ -307,7 +393,7 @@ class CDRRepository(Protocol):
         ...
 
     def upsert(self, record: CDRRecord, *, in_progress: bool = False) -> StoredCDR:
-        """Insert or replace by call_id. A start row (``in_progress=True``) never
+        """Insert or replace by (tenant, call_id). A start row (``in_progress=True``) never
         replaces a completed row, so a late start row cannot erase a completion.
         Returns what is stored afterwards."""
         ...
@@ -324,13 +410,15 @@ class CDRRepository(Protocol):
     def replace(
         self, record: CDRRecord, *, tenant: str | None = None, in_progress: bool = False
     ) -> StoredCDR:
-        """PUT: replace the stored CDR with this call_id; NotFound if there is none."""
+        """PUT: replace the stored CDR with this (tenant, call_id); NotFound if there is
+        none. ``tenant``, if given, must be the record's."""
         ...
 
     def update(
         self, call_id: str, changes: Mapping[str, Any], *, tenant: str | None = None
     ) -> StoredCDR:
-        """PATCH: change some fields (CDR fields, ``status``, ``reason``, ``in_progress``)."""
+        """PATCH: change some fields (CDR fields but the identity, ``status``, ``reason``,
+        ``prefix``, ``billed_seconds``, ``in_progress``)."""
         ...
 
     def delete(self, call_id: str, *, tenant: str | None = None) -> None: ...
@@ -349,17 +437,23 @@ class CDRRepository(Protocol):
         tenant: str | None = None,
         batch_size: int = 10_000,
     ) -> int:
-        """Delete CDRs that started before ``older_than`` (a datetime, or an age measured
-        back from the repository clock), oldest first, ``batch_size`` at a time. Each
-        batch is handed to ``archive`` first and deleted only if it returns; if it
-        raises, that batch and all later ones are kept and the error propagates.
-        Returns how many were deleted."""
+        """Delete CDRs that started before ``older_than`` (an aware datetime, or an age
+        measured back from the repository clock). They are handed to ``archive`` oldest
+        first, ``batch_size`` at a time, and deleted only after every batch was
+        archived: if ``archive`` raises, nothing is deleted and the error propagates
+        (a second run archives them again and completes). Returns how many were
+        deleted."""
         ...
 
 
 @runtime_checkable
 class RateRepository(Protocol):
-    """Where rate decks are kept. A rate without an ``id`` is given a UUID when added."""
+    """Where rate decks are kept. A rate without an ``id`` is given a UUID when added.
+
+    A rate's identity is ``(tenant, id)``, as for CDRs. A write that would make the
+    tenant's plan ambiguous (what :class:`~cdrrating.RatePlan` refuses) is refused with
+    :class:`~cdrrating.Conflict`, checked in the same transaction as the write.
+    """
 
     def add(self, rate: Rate) -> StoredRate: ...
 
@@ -434,7 +528,7 @@ class Entity:
     """What an adapter needs to know about one stored type."""
 
     name: str  # "cdr" | "rate"
-    key: str  # the unique id field
+    key: str  # the id field; a record's identity is (tenant, id), see TENANT_KEY
     time_field: str  # since/until apply to it
     default_sort: str
     fields: Mapping[str, Field]
@@ -494,6 +588,8 @@ CDR_ENTITY = Entity(
         Field("cost_micros", Kind.INT, nullable=True),
         Field("status", Kind.ENUM, nullable=True, max_len=32, parse=_charge_status),
         Field("reason", Kind.ENUM, nullable=True, max_len=32, parse=_reason),
+        Field("prefix", Kind.STR, nullable=True, max_len=50),
+        Field("billed_seconds", Kind.INT, nullable=True),
         Field("in_progress", Kind.BOOL),
         Field("extra", Kind.JSON),
         Field("created_at", Kind.TIME),
@@ -562,6 +658,9 @@ def from_micros_epoch(us: int) -> datetime:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+# What a stored instant may be: its UTC form must be a datetime again when read back.
+_MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US
+_MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) - _EPOCH) // _ONE_US
 
 
 def _check_text(field: str, value: str, max_len: int | None) -> None:
@@ -587,19 +686,37 @@ def _check_value(field: Field, value: Any) -> None:
         raise ValidationError(field.name, value, "an int that fits a signed 64-bit column")
 
 
-def unpack_cdr(
-    record: Any, position: int | None = None
-) -> tuple[CDR, ChargeStatus | None, Reason | None]:
-    """Turn what a write method accepts into (CDR, status, reason)."""
+#: The column that makes a record's identity (tenant, id) a key: the tenant, or "" for
+#: records without one (so the database can index it; an empty tenant is refused).
+TENANT_KEY = "tenant_key"
+
+#: The rating outcome kept beside a CDR: status, reason, the winning prefix and the
+#: billed seconds (all None for a CDR stored unrated).
+Outcome: TypeAlias = tuple[ChargeStatus | None, Reason | None, str | None, int | None]
+UNRATED_OUTCOME: Outcome = (None, None, None, None)
+
+
+def tenant_key(tenant: str | None) -> str:
+    return "" if tenant is None else tenant
+
+
+def unpack_cdr(record: Any, position: int | None = None) -> tuple[CDR, Outcome]:
+    """Turn what a write method accepts into (CDR, outcome)."""
     try:
         if isinstance(record, CDR):
-            return record, None, None
+            return record, UNRATED_OUTCOME
         if isinstance(record, Charge):
-            return record.cdr.with_charge(record), record.status, record.reason
+            prefix = record.rate.prefix if record.rate is not None else None
+            return record.cdr.with_charge(record), (
+                record.status,
+                record.reason,
+                prefix,
+                record.billed_seconds,
+            )
         if isinstance(record, StoredCDR):
-            return record.cdr, record.status, record.reason
+            return record.cdr, (record.status, record.reason, record.prefix, record.billed_seconds)
         if position is not None and isinstance(record, Mapping):
-            return CDR.from_mapping(record), None, None
+            return CDR.from_mapping(record), UNRATED_OUTCOME
         raise ValidationError("record", record, "a CDR, a Charge or a StoredCDR")
     except ValidationError as e:
         raise _at(e, position) from None
@@ -613,48 +730,81 @@ def _at(error: ValidationError, position: int | None) -> ValidationError:
 
 #: The columns of a stored CDR, in table order: :func:`cdr_values` gives them in this order.
 CDR_COLUMNS: tuple[str, ...] = (
-    "call_id", "started_at_us", "answered_at_us", "ended_at_us", "destination_number",
-    "caller_number", "direction", "disposition", "billsec", "duration", "tenant",
-    "extension", "currency", "hangup_cause", "queue_id", "agent_id", "cost_micros",
-    "status", "reason", "in_progress", "extra", "created_at_us", "updated_at_us",
-    "caller_number_fold", "destination_number_fold",
+    "call_id", "tenant_key", "started_at_us", "answered_at_us", "ended_at_us",
+    "destination_number", "caller_number", "direction", "disposition", "billsec",
+    "duration", "tenant", "extension", "currency", "hangup_cause", "queue_id", "agent_id",
+    "cost_micros", "status", "reason", "prefix", "billed_seconds", "in_progress", "extra",
+    "created_at_us", "updated_at_us", "caller_number_fold", "destination_number_fold",
 )  # fmt: skip
+
+
+def _extra_text(extra: Mapping[str, Any]) -> str:
+    """``extra`` as JSON text, refused unless it reads back equal: JSON has no int keys,
+    tuples or NaN, so {1: "a"} or (1, 2) would come back as something else."""
+    value = dict(extra)
+    try:
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        same = json.loads(text) == value and _json_exact(value)
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise ValidationError(
+            "extra",
+            value,
+            "a mapping that JSON keeps exactly: str keys; values None, bool, int, finite "
+            "float, str, list or such a mapping (no tuples, sets or other types)",
+        )
+    return text
+
+
+def _json_exact(value: Any) -> bool:
+    # json.loads(...) == value misses a tuple inside a list compared to a list; be exact.
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_exact(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_exact(v) for v in value)
+    return value is None or isinstance(value, bool | int | float | str)
 
 
 def cdr_values(
     cdr: CDR,
-    status: ChargeStatus | None,
-    reason: Reason | None,
+    outcome: Outcome,
     in_progress: bool,
     *,
     created_us: int,
     updated_us: int,
     position: int | None = None,
 ) -> tuple[Any, ...]:
-    """The storage form of a CDR, validated for every database, as a tuple in
-    :data:`CDR_COLUMNS` order (timestamps as ``<field>_us`` microseconds, plus the
-    case-folded ``*_fold`` columns). Bulk inserts send these tuples as they are."""
+    """The storage form of a CDR, validated so that it reads back equal on every
+    database, as a tuple in :data:`CDR_COLUMNS` order (timestamps as ``<field>_us``
+    microseconds, plus the case-folded ``*_fold`` columns). Bulk inserts send these
+    tuples as they are."""
     ext = cdr.extra
     try:
-        extra = json.dumps(dict(ext), sort_keys=True, ensure_ascii=False) if ext else "{}"
-    except (TypeError, ValueError):
-        raise _at(
-            ValidationError("extra", dict(ext), "JSON-serialisable values"), position
-        ) from None
+        extra = _extra_text(ext) if ext else "{}"
+    except ValidationError as e:
+        raise _at(e, position) from None
     answered, ended = cdr.answered_at, cdr.ended_at
     call_id, caller, dest = cdr.call_id, cdr.caller_number, cdr.destination_number
     tenant, extension, currency = cdr.tenant, cdr.extension, cdr.currency
     hangup, queue, agent = cdr.hangup_cause, cdr.queue_id, cdr.agent_id
     billsec, duration, cost = cdr.billsec, cdr.duration, cdr.cost_micros
+    status, reason, prefix, billed = outcome
+    started_us = (cdr.started_at - _EPOCH) // _ONE_US
+    answered_us = (answered - _EPOCH) // _ONE_US if answered is not None else None
+    ended_us = (ended - _EPOCH) // _ONE_US if ended is not None else None
     values = (
         call_id,
-        (cdr.started_at - _EPOCH) // _ONE_US,
-        (answered - _EPOCH) // _ONE_US if answered is not None else None,
-        (ended - _EPOCH) // _ONE_US if ended is not None else None,
+        tenant if tenant is not None else "",
+        started_us,
+        answered_us,
+        ended_us,
         dest,
         caller,
-        cdr.direction.value,
-        cdr.disposition.value,
+        # _value_ is the member's own attribute; .value goes through a descriptor, which
+        # shows in a million-row add_many.
+        cdr.direction._value_,
+        cdr.disposition._value_,
         billsec,
         duration,
         tenant,
@@ -664,8 +814,10 @@ def cdr_values(
         queue,
         agent,
         cost,
-        status.value if status is not None else None,
-        reason.value if reason is not None else None,
+        status._value_ if status is not None else None,
+        reason._value_ if reason is not None else None,
+        prefix,
+        billed,
         in_progress,
         extra,
         created_us,
@@ -674,11 +826,11 @@ def cdr_values(
         dest.casefold(),
     )
     # The CDR enforced its own limits when it was built; what remains is what a database
-    # would refuse mid-batch. One pass over the joined text keeps bulk adds fast; the
-    # field-by-field check below runs only to name the culprit.
+    # would refuse mid-batch or could not give back. One pass over the joined text keeps
+    # bulk adds fast; the field-by-field check below runs only to name the culprit.
     joined = "".join(
-        [call_id, caller, dest, tenant or "", extension or "", currency or "",
-         hangup or "", queue or "", agent or "", extra]
+        (call_id, caller, dest, tenant or "", extension or "", currency or "",
+         hangup or "", queue or "", agent or "", prefix or "", extra)
     )  # fmt: skip
     if (
         "\x00" in joined
@@ -687,21 +839,35 @@ def cdr_values(
         or duration > _BIGINT_MAX
         or (cost is not None and cost > _BIGINT_MAX)
         or len(call_id) > 255
+        or tenant == ""
+        or not _MIN_US <= started_us <= _MAX_US
+        or (answered_us is not None and not _MIN_US <= answered_us <= _MAX_US)
+        or (ended_us is not None and not _MIN_US <= ended_us <= _MAX_US)
+        or (prefix is not None and len(prefix) > 50)
+        or (billed is not None and not 0 <= billed <= _BIGINT_MAX)
     ):
-        row = dict(zip(CDR_COLUMNS, values, strict=True))
-        try:
-            for f in _CDR_CHECKED:
-                _check_value(f, row[f.column])
-            _check_text("extra", extra, None)
-        except ValidationError as e:
-            raise _at(e, position) from None
+        _name_the_culprit(cdr, dict(zip(CDR_COLUMNS, values, strict=True)), extra, position)
     return values
+
+
+def _name_the_culprit(cdr: CDR, row: dict[str, Any], extra: str, position: int | None) -> None:
+    try:
+        if cdr.tenant == "":
+            raise ValidationError("tenant", "", "a non-empty str or None (no tenant)")
+        for name in ("started_at", "answered_at", "ended_at"):
+            value = getattr(cdr, name)
+            if value is not None:
+                check_instant(name, value)
+        for f in _CDR_CHECKED:
+            _check_value(f, row[f.column])
+        _check_text("extra", extra, None)
+    except ValidationError as e:
+        raise _at(e, position) from None
 
 
 def cdr_row(
     cdr: CDR,
-    status: ChargeStatus | None,
-    reason: Reason | None,
+    outcome: Outcome,
     in_progress: bool,
     *,
     created_us: int,
@@ -710,9 +876,8 @@ def cdr_row(
 ) -> dict[str, Any]:
     """:func:`cdr_values` as a dict keyed by column name."""
     values = cdr_values(
-        cdr, status, reason, in_progress,
-        created_us=created_us, updated_us=updated_us, position=position,
-    )  # fmt: skip
+        cdr, outcome, in_progress, created_us=created_us, updated_us=updated_us, position=position
+    )
     return dict(zip(CDR_COLUMNS, values, strict=True))
 
 
@@ -759,6 +924,8 @@ def stored_cdr(row: Mapping[Any, Any]) -> StoredCDR:
         cdr=cdr,
         status=ChargeStatus(row["status"]) if row["status"] is not None else None,
         reason=Reason(row["reason"]) if row["reason"] is not None else None,
+        prefix=row["prefix"],
+        billed_seconds=row["billed_seconds"],
         in_progress=bool(row["in_progress"]),
         created_at=from_micros_epoch(row["created_at_us"]),
         updated_at=from_micros_epoch(row["updated_at_us"]),
@@ -783,39 +950,77 @@ def unpack_rate(record: Any, position: int | None = None) -> Rate:
     return rate
 
 
+#: The columns of a stored rate, in table order.
+RATE_COLUMNS: tuple[str, ...] = (
+    "id", "tenant_key", "tenant", "prefix", "destination", "per_minute_micros",
+    "connection_fee_micros", "initial_seconds", "increment_seconds", "grace_seconds",
+    "minimum_charge_micros", "maximum_charge_micros", "priority", "status", "direction",
+    "valid_from_us", "valid_until_us", "source_prefix", "tiers", "schedule",
+    "created_at_us", "updated_at_us", "destination_fold",
+)  # fmt: skip
+
+
 def rate_row(
     rate: Rate, created_us: int, updated_us: int, position: int | None = None
 ) -> dict[str, Any]:
+    """The storage form of a rate, refused unless it reads back equal."""
     assert rate.id is not None
-    row: dict[str, Any] = {
-        "id": rate.id,
-        "tenant": rate.tenant,
-        "prefix": rate.prefix,
-        "destination": rate.destination,
-        "per_minute_micros": rate.per_minute_micros,
-        "connection_fee_micros": rate.connection_fee_micros,
-        "initial_seconds": rate.initial_seconds,
-        "increment_seconds": rate.increment_seconds,
-        "grace_seconds": rate.grace_seconds,
-        "minimum_charge_micros": rate.minimum_charge_micros,
-        "maximum_charge_micros": rate.maximum_charge_micros,
-        "priority": rate.priority,
-        "status": rate.status.value,
-        "direction": rate.direction.value,
-        "valid_from_us": to_micros_epoch(rate.valid_from) if rate.valid_from else None,
-        "valid_until_us": to_micros_epoch(rate.valid_until) if rate.valid_until else None,
-        "source_prefix": rate.source_prefix,
-        "tiers": json.dumps(
-            [[t.after_seconds, t.per_minute_micros, t.increment_seconds] for t in rate.tiers]
-        ),
-        "schedule": str(rate.schedule) if rate.schedule is not None else None,
-        "created_at_us": created_us,
-        "updated_at_us": updated_us,
-        "destination_fold": fold(rate.destination),
-    }
     try:
+        if rate.tenant == "":
+            raise ValidationError("tenant", "", "a non-empty str or None (no tenant)")
+        row: dict[str, Any] = {
+            "id": rate.id,
+            "tenant_key": tenant_key(rate.tenant),
+            "tenant": rate.tenant,
+            "prefix": rate.prefix,
+            "destination": rate.destination,
+            "per_minute_micros": rate.per_minute_micros,
+            "connection_fee_micros": rate.connection_fee_micros,
+            "initial_seconds": rate.initial_seconds,
+            "increment_seconds": rate.increment_seconds,
+            "grace_seconds": rate.grace_seconds,
+            "minimum_charge_micros": rate.minimum_charge_micros,
+            "maximum_charge_micros": rate.maximum_charge_micros,
+            "priority": rate.priority,
+            "status": rate.status.value,
+            "direction": rate.direction.value,
+            "valid_from_us": (
+                check_instant("valid_from", rate.valid_from) if rate.valid_from else None
+            ),
+            "valid_until_us": (
+                check_instant("valid_until", rate.valid_until) if rate.valid_until else None
+            ),
+            "source_prefix": rate.source_prefix,
+            "tiers": json.dumps(
+                [[t.after_seconds, t.per_minute_micros, t.increment_seconds] for t in rate.tiers]
+            ),
+            "schedule": str(rate.schedule) if rate.schedule is not None else None,
+            "created_at_us": created_us,
+            "updated_at_us": updated_us,
+            "destination_fold": fold(rate.destination),
+        }
         for f in _RATE_CHECKED:
             _check_value(f, row[f.column])
+        # Whatever is stored must read back equal; a schedule whose text form does not
+        # parse back (a calendar name with a space, say) is refused here, not at load_plan.
+        try:
+            back = stored_rate(row).rate
+        except ValidationError as e:
+            raise ValidationError(
+                e.field, e.value, f"a value storage can give back ({e.expected})"
+            ) from None
+        if back != rate:
+            name = next(
+                (
+                    f.name
+                    for f in attrs.fields(Rate)
+                    if getattr(back, f.name) != getattr(rate, f.name)
+                ),
+                "rate",
+            )
+            raise ValidationError(
+                name, getattr(rate, name, rate), "a value whose stored form reads back equal"
+            )
     except ValidationError as e:
         raise _at(e, position) from None
     return row
@@ -857,40 +1062,54 @@ def stored_rate(row: Mapping[Any, Any]) -> StoredRate:
     )
 
 
-_CDR_PATCHABLE = frozenset(f.name for f in attrs.fields(CDR)) - {"call_id"}
+_CDR_PATCHABLE = frozenset(f.name for f in attrs.fields(CDR)) - {"call_id", "tenant"}
 _TIME_ATTRS = frozenset({"started_at", "answered_at", "ended_at", "valid_from", "valid_until"})
+_RENAME = "no {0} (with the id it identifies the record: delete and add to move it)"
 
 
-def patch_cdr(
-    stored: StoredCDR, changes: Mapping[str, Any]
-) -> tuple[CDR, ChargeStatus | None, Reason | None, bool]:
+def patch_cdr(stored: StoredCDR, changes: Mapping[str, Any]) -> tuple[CDR, Outcome, bool]:
     """Apply a PATCH to a stored CDR; the result is validated like a new CDR."""
     if not isinstance(changes, Mapping):
         raise ValidationError("changes", changes, "a mapping of field names to new values")
     cdr_changes: dict[str, Any] = {}
     status, reason, in_progress = stored.status, stored.reason, stored.in_progress
+    prefix, billed = stored.prefix, stored.billed_seconds
     for name, value in changes.items():
         if name == "status":
             status = _charge_status(value) if value is not None else None
         elif name == "reason":
             reason = _reason(value) if value is not None else None
+        elif name == "prefix":
+            if value is not None and not isinstance(value, str):
+                raise ValidationError("prefix", value, "a str or None")
+            prefix = value
+        elif name == "billed_seconds":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValidationError("billed_seconds", value, "an int >= 0 or None")
+            if value is not None and value < 0:
+                raise ValidationError("billed_seconds", value, "an int >= 0 or None")
+            billed = value
         elif name == "in_progress":
             if not isinstance(value, bool):
                 raise ValidationError("in_progress", value, "a bool")
             in_progress = value
+        elif name in ("call_id", "tenant"):
+            if name == "tenant" and value == stored.cdr.tenant:
+                continue
+            raise ValidationError(name, value, _RENAME.format(name))
         elif name in _CDR_PATCHABLE:
-            cdr_changes[name] = parse_timestamp(name, value) if name in _TIME_ATTRS else value
+            new = parse_instant(name, value) if name in _TIME_ATTRS else value
+            if new is None and name == "started_at":
+                raise ValidationError(name, value, "a timestamp")
+            cdr_changes[name] = new
         else:
-            expected = "one of " + ", ".join(
-                sorted(_CDR_PATCHABLE | {"status", "reason", "in_progress"})
-            )
-            if name == "call_id":
-                expected = "no call_id (it identifies the record; delete and add to rename)"
+            expected = "one of " + ", ".join(sorted(_CDR_PATCHABLE | set(_OUTCOME_NAMES)))
             raise ValidationError(str(name), value, expected)
-    return attrs.evolve(stored.cdr, **cdr_changes), status, reason, in_progress
+    return attrs.evolve(stored.cdr, **cdr_changes), (status, reason, prefix, billed), in_progress
 
 
-_RATE_PATCHABLE = frozenset(f.name for f in attrs.fields(Rate)) - {"id"}
+_OUTCOME_NAMES = ("status", "reason", "prefix", "billed_seconds", "in_progress")
+_RATE_PATCHABLE = frozenset(f.name for f in attrs.fields(Rate)) - {"id", "tenant"}
 
 
 def patch_rate(rate: Rate, changes: Mapping[str, Any]) -> Rate:
@@ -898,11 +1117,15 @@ def patch_rate(rate: Rate, changes: Mapping[str, Any]) -> Rate:
         raise ValidationError("changes", changes, "a mapping of field names to new values")
     out: dict[str, Any] = {}
     for name, given in changes.items():
+        if name in ("id", "tenant"):
+            if name == "tenant" and given == rate.tenant:
+                continue
+            raise ValidationError(name, given, _RENAME.format(name))
         if name not in _RATE_PATCHABLE:
             raise ValidationError(str(name), given, "one of " + ", ".join(sorted(_RATE_PATCHABLE)))
         value = given
         if name in _TIME_ATTRS:
-            value = parse_timestamp(name, given)
+            value = parse_instant(name, given)
         elif name == "schedule" and isinstance(given, str):
             value = Schedule.parse(given)  # the form to_mapping() writes
         out[name] = value
@@ -910,7 +1133,7 @@ def patch_rate(rate: Rate, changes: Mapping[str, Any]) -> Rate:
 
 
 def check_same_tenant(tenant: str | None, record_tenant: str | None) -> None:
-    """A write scoped to a tenant may not move a record to another tenant."""
+    """A write scoped to a tenant may not touch a record of another tenant."""
     if tenant is not None and record_tenant != tenant:
         raise ValidationError(
             "tenant", record_tenant, f"the tenant the call is made for ({tenant!r})"
@@ -926,8 +1149,40 @@ def check_id(kind: str, value: Any) -> str:
     return value
 
 
+def check_tenant(value: Any) -> str:
+    """The identity key of the ``tenant=`` an operation names (None: no tenant)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise ValidationError("tenant", value, "a non-empty str of at most 255 characters, or None")
+    return value
+
+
 def not_found(kind: str, value: str) -> Exception:
     return NotFound(f"no {kind} with id {value!r}")
+
+
+def late_start(stored_in_progress: bool, incoming_in_progress: bool) -> bool:
+    """The lifecycle rule: a start row never replaces a completed row (a late or
+    repeated start event must not erase a completion). The SQL adapter states the same
+    rule in its upsert statement (``cdrrating.sql._late_start``)."""
+    return incoming_in_progress and not stored_in_progress
+
+
+def check_plan(tenant: str | None, rates: Sequence[Rate]) -> None:
+    """Refuse, with :class:`~cdrrating.Conflict`, rates that would make a tenant's deck
+    ambiguous: the plan's own rule (two active rates of one prefix, direction and
+    priority in force at one instant), checked before the write. ``rates`` are the
+    stored rates that share a prefix with the written ones, plus those. Schedules are
+    read in UTC with empty holiday calendars here; an overlap that only a calendar
+    creates is found when the plan is loaded."""
+    calendars = {name for r in rates if r.schedule is not None for name in r.schedule.calendars}
+    try:
+        RatePlan(list(rates), currency="XXX", holidays=dict.fromkeys(calendars, ()))
+    except PlanError as e:
+        raise Conflict(
+            f"tenant {tenant!r}: this write would make the rate plan ambiguous: {e}"
+        ) from None
 
 
 # -- the Mongo-style filter -----------------------------------------------------------------
@@ -938,7 +1193,13 @@ def not_found(kind: str, value: str) -> Exception:
 #   ("in", column, [values], negate)  values may hold None
 #   ("exists", column, bool)
 #   ("regex", column, pattern)
+#   ("contains", column, folded_needle)   a literal substring (search)
+# ("and", []) is true and ("or", []) false. Search and the keyset condition are built
+# into the same tree (compile_query), so each adapter has one interpreter to write:
+# cdrrating.memory evaluates it with evaluate(), cdrrating.sql translates it to SQL.
 Node: TypeAlias = tuple[Any, ...]
+TRUE: Node = ("and", [])
+FALSE: Node = ("or", [])
 
 _CMP = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 
@@ -981,13 +1242,13 @@ def _parse_field_ops(field: Field, value: Any, path: str) -> list[Node]:
         and value
         and all(isinstance(k, str) and k.startswith("$") for k in value)
     ):
-        return [("cmp", col, "eq", _coerce(field, value, path, allow_none=True))]
+        return [cmp(field, "eq", _coerce(field, value, path, allow_none=True))]
     out: list[Node] = []
     for op, arg in value.items():
         where = f"{path}.{op}"
         if op in _CMP:
             allow_none = op in ("$eq", "$ne")
-            out.append(("cmp", col, _CMP[op], _coerce(field, arg, where, allow_none=allow_none)))
+            out.append(cmp(field, _CMP[op], _coerce(field, arg, where, allow_none=allow_none)))
         elif op in ("$in", "$nin"):
             if not isinstance(arg, list | tuple | set | frozenset):
                 raise ValidationError(where, arg, "a list of values")
@@ -1037,14 +1298,33 @@ def _coerce(field: Field, value: Any, path: str, *, allow_none: bool) -> Any:
             raise ValidationError(path, value, "true or false")
         return value
     if kind is Kind.TIME:
-        dt = parse_timestamp(path, value)
-        assert dt is not None
+        dt = parse_instant(path, value)
+        if dt is None:
+            raise ValidationError(path, value, "a timestamp")
         return to_micros_epoch(dt)
     assert field.parse is not None
     try:
         return field.parse(value).value
     except ValidationError as e:
         raise ValidationError(path, value, e.expected) from None
+
+
+def cmp(field: Field, op: str, value: Any) -> Node:
+    """A comparison node. Ordering comparisons of booleans are rewritten as equalities
+    (False < True), which every database can evaluate on its boolean column."""
+    col = field.column
+    if field.kind is Kind.BOOL and op in _ORDER and value is not None:
+        below = {"lt": False, "lte": True}.get(op)
+        if below is not None:  # col < value, col <= value
+            keep = [b for b in (False, True) if b < value or (below and b == value)]
+        else:  # col > value, col >= value
+            keep = [b for b in (False, True) if b > value or (op == "gte" and b == value)]
+        if not keep:
+            return FALSE
+        if len(keep) == 2:
+            return ("exists", col, True)
+        return ("cmp", col, "eq", keep[0])
+    return ("cmp", col, op, value)
 
 
 def evaluate(node: Node, row: Mapping[str, Any]) -> bool:
@@ -1073,6 +1353,8 @@ def evaluate(node: Node, row: Mapping[str, Any]) -> bool:
         return (v is not None) is node[2]
     if tag == "regex":
         return v is not None and re.search(node[2], v) is not None
+    if tag == "contains":
+        return v is not None and node[2] in v
     raise AssertionError(tag)
 
 
@@ -1110,19 +1392,22 @@ class CursorCodec:
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
 
-    def encode(self, direction: str, position: tuple[Any, str], fingerprint: str) -> str:
-        body = json.dumps(
-            [1, direction, list(position), fingerprint], separators=(",", ":")
-        ).encode()
-        return _b64(body) + "." + _b64(self._sign(body))
+    def encode(self, direction: str, position: Sequence[Any], fingerprint: str) -> str:
+        body = json.dumps([1, direction, list(position), fingerprint], separators=(",", ":"))
+        raw = body.encode()
+        return _b64(raw) + "." + _b64(self._sign(raw))
 
-    def decode(self, cursor: str, fingerprint: str) -> tuple[str, tuple[Any, str]]:
+    def decode(self, cursor: str, fingerprint: str) -> tuple[str, tuple[Any, ...]]:
         bad = "a cursor returned by a page of this same query from this repository"
         try:
             body_text, sig_text = cursor.split(".")
             body, sig = _unb64(body_text), _unb64(sig_text)
         except (ValueError, TypeError):
             raise ValidationError("cursor", cursor, bad) from None
+        # Base64 text has spellings that decode alike (the unused bits of the last
+        # character); only the one this codec writes is accepted.
+        if _b64(body) != body_text or _b64(sig) != sig_text:
+            raise ValidationError("cursor", cursor, bad + " (not in its canonical form)")
         if not hmac.compare_digest(sig, self._sign(body)):
             raise ValidationError("cursor", cursor, bad + " (signature does not match)")
         version, direction, position, made_for = json.loads(body)
@@ -1130,7 +1415,7 @@ class CursorCodec:
             raise ValidationError(
                 "cursor", cursor, bad + " (it belongs to a query with other filters or sort)"
             )
-        return direction, (position[0], position[1])
+        return direction, tuple(position)
 
 
 def _b64(data: bytes) -> str:
@@ -1138,6 +1423,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError(text)
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -1149,24 +1436,37 @@ class Compiled:
     """A query checked against an entity, in storage terms, ready for an adapter."""
 
     entity: Entity
-    filter: Node  # everything but the cursor: tenant, search, times, where, in-progress
-    search: str | None  # folded
-    sort_column: str
+    filter: Node  # what count() counts: tenant, search, times, where, in-progress
+    keyset: Node  # the rows after the cursor in scan order (TRUE without a cursor)
+    order: tuple[str, ...]  # the columns rows are listed by: sort, id, tenant key
     descending: bool
     limit: int
     backward: bool  # fetching the page before the cursor
-    after: tuple[Any, str] | None  # the position to continue from
+    after: tuple[Any, ...] | None  # the position to continue from, in ``order`` columns
     fingerprint: str
     fields: tuple[str, ...] | None
+    with_count: bool = False
+
+    @property
+    def sort_column(self) -> str:
+        return self.order[0]
 
     @property
     def key_column(self) -> str:
         return self.entity.key
 
     @property
+    def page_filter(self) -> Node:
+        """The rows a page is read from: the filter and the keyset condition."""
+        return ("and", [self.filter, self.keyset])
+
+    @property
     def scan_descending(self) -> bool:
         """The order to fetch rows in: backward pages read the other way and flip."""
         return self.descending != self.backward
+
+    def sort_key(self, row: Mapping[Any, Any]) -> tuple[Any, ...]:
+        return tuple(row[c] for c in self.order)
 
 
 def compile_query(entity: Entity, query: Query | None, codec: CursorCodec) -> Compiled:
@@ -1175,64 +1475,105 @@ def compile_query(entity: Entity, query: Query | None, codec: CursorCodec) -> Co
         raise ValidationError("query", q, "a cdrrating.repository.Query")
     parts: list[Node] = []
     if q.tenant is not None:
-        parts.append(("cmp", "tenant", "eq", q.tenant))
+        # The identity column: the (tenant, started_at, id) index serves the listing.
+        parts.append(("cmp", TENANT_KEY, "eq", q.tenant))
     time_col = entity.fields[entity.time_field].column
     if q.since is not None:
-        parts.append(("cmp", time_col, "gte", to_micros_epoch(q.since)))
+        parts.append(("cmp", time_col, "gte", check_instant("since", q.since)))
     if q.until is not None:
-        parts.append(("cmp", time_col, "lt", to_micros_epoch(q.until)))
+        parts.append(("cmp", time_col, "lt", check_instant("until", q.until)))
     if q.updated_since is not None:
-        parts.append(("cmp", "updated_at_us", "gte", to_micros_epoch(q.updated_since)))
+        parts.append(
+            ("cmp", "updated_at_us", "gte", check_instant("updated_since", q.updated_since))
+        )
     if q.updated_before is not None:
-        parts.append(("cmp", "updated_at_us", "lt", to_micros_epoch(q.updated_before)))
+        parts.append(
+            ("cmp", "updated_at_us", "lt", check_instant("updated_before", q.updated_before))
+        )
     if not q.include_in_progress and entity is CDR_ENTITY:
         parts.append(("cmp", "in_progress", "eq", False))
     if q.where:
         parts.append(parse_filter(entity, q.where))
-    search = None
     if q.search:
         _check_text("search", q.search, 255)
-        search = fold(q.search)
+        parts.append(search_node(entity, fold(q.search)))
     sort_name = q.sort or entity.default_sort
     field = entity.fields.get(sort_name)
     if field is None or not field.sortable:
         names = ", ".join(n for n, f in entity.fields.items() if f.sortable)
         raise ValidationError("sort", sort_name, f"a field that is never empty: {names}")
     if q.fields is not None:
-        known = _record_keys(entity)
+        known = record_keys(entity)
         for name in q.fields:
             if name not in known:
                 raise ValidationError("fields", name, "field names from: " + ", ".join(known))
     node: Node = ("and", parts)
+    order = (field.column, entity.key, TENANT_KEY)
     fingerprint = hashlib.sha256(
         json.dumps(
-            [entity.name, node, search, field.column, q.order], default=str, separators=(",", ":")
+            [entity.name, node, list(order), q.order], default=str, separators=(",", ":")
         ).encode()
     ).hexdigest()[:24]
     backward, after = False, None
     if q.cursor is not None:
         direction, after = codec.decode(q.cursor, fingerprint)
         backward = direction == "p"
+        _check_position(q.cursor, after, field)
+    descending = q.order == "desc"
+    keyset = TRUE if after is None else keyset_node(order, after, descending != backward)
     return Compiled(
         entity=entity,
         filter=node,
-        search=search,
-        sort_column=field.column,
-        descending=q.order == "desc",
+        keyset=keyset,
+        order=order,
+        descending=descending,
         limit=q.limit,
         backward=backward,
         after=after,
         fingerprint=fingerprint,
         fields=q.fields,
+        with_count=q.with_count,
     )
 
 
-def _record_keys(entity: Entity) -> tuple[str, ...]:
+def _check_position(cursor: str, after: tuple[Any, ...], field: Field) -> None:
+    # A signed cursor holds what this codec wrote; this guards a reused key.
+    kinds = {Kind.BOOL: bool, Kind.INT: int, Kind.TIME: int}
+    want = kinds.get(field.kind, str)
+    ok = len(after) == 3 and isinstance(after[1], str) and isinstance(after[2], str)
+    if not ok or type(after[0]) is not want:
+        raise ValidationError(
+            "cursor", cursor, "a cursor of this query (its position is malformed)"
+        )
+
+
+def keyset_node(order: Sequence[str], after: Sequence[Any], descending: bool) -> Node:
+    """Rows strictly after ``after`` in the lexicographic order of ``order`` columns:
+    (a, b, c) < (x, y, z) spelt out as comparisons. The leading ``a <= x`` is implied
+    by the rest; it lets every planner scan the (a, b, c) index as a range."""
+    strict, loose = ("lt", "lte") if descending else ("gt", "gte")
+    options: list[Node] = []
+    for i, col in enumerate(order):
+        equal = [("cmp", order[j], "eq", after[j]) for j in range(i)]
+        options.append(("and", [*equal, _cmp_col(col, strict, after[i])]))
+    return ("and", [_cmp_col(order[0], loose, after[0]), ("or", options)])
+
+
+def _cmp_col(column: str, op: str, value: Any) -> Node:
+    if isinstance(value, bool):  # a boolean sort column: see cmp()
+        return cmp(Field(column, Kind.BOOL), op, value)
+    return ("cmp", column, op, value)
+
+
+def record_keys(entity: Entity) -> tuple[str, ...]:
+    """The keys of a stored record's :meth:`to_mapping`, in order."""
     if entity is CDR_ENTITY:
         return (
             *(f.name for f in attrs.fields(CDR)),
             "status",
             "reason",
+            "prefix",
+            "billed_seconds",
             "in_progress",
             "created_at",
             "updated_at",
@@ -1240,17 +1581,16 @@ def _record_keys(entity: Entity) -> tuple[str, ...]:
     return tuple(entity.fields)
 
 
-def search_matches(compiled: Compiled, row: Mapping[str, Any]) -> bool:
-    """The search on one storage row (what the SQL adapter's LIKE clauses compute)."""
-    needle = compiled.search
-    if needle is None:
-        return True
-    entity = compiled.entity
-    if any(needle in row[name + "_fold"] for name in entity.fold_fields):
-        return True
-    if any(needle in row[name] for name in entity.plain_fields):
-        return True
-    return any(row[name] in values_matching(needle, values) for name, values in entity.enum_search)
+def search_node(entity: Entity, needle: str) -> Node:
+    """The search as a filter: a literal substring of a folded text column, or of a
+    column stored as written, or an enum whose value contains it."""
+    options: list[Node] = [("contains", name + "_fold", needle) for name in entity.fold_fields]
+    options.extend(("contains", name, needle) for name in entity.plain_fields)
+    for name, values in entity.enum_search:
+        found = values_matching(needle, values)
+        if found:
+            options.append(("in", name, list(found), False))
+    return ("or", options)
 
 
 def values_matching(needle: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -1272,17 +1612,12 @@ def build_page(
     rows = list(rows[:limit])
     if compiled.backward:
         rows.reverse()
-    sort, key = compiled.sort_column, compiled.key_column
-
-    def position(row: Mapping[Any, Any]) -> tuple[Any, str]:
-        return (row[sort], row[key])
-
     next_cursor = previous_cursor = None
     if rows:
         if more if not compiled.backward else True:
-            next_cursor = codec.encode("n", position(rows[-1]), compiled.fingerprint)
+            next_cursor = codec.encode("n", compiled.sort_key(rows[-1]), compiled.fingerprint)
         if (compiled.after is not None) if not compiled.backward else more:
-            previous_cursor = codec.encode("p", position(rows[0]), compiled.fingerprint)
+            previous_cursor = codec.encode("p", compiled.sort_key(rows[0]), compiled.fingerprint)
     return Page(
         tuple(make(r) for r in rows),
         next_cursor=next_cursor,
@@ -1309,7 +1644,84 @@ def prune_cutoff(older_than: datetime | timedelta, clock: Clock) -> int:
     raise ValidationError("older_than", older_than, "an aware datetime or a timedelta (an age)")
 
 
+def plan_instant(at: Any) -> int | None:
+    """``load_plan``'s ``at`` as storage microseconds (naive datetimes refused)."""
+    if at is None:
+        return None
+    if not isinstance(at, datetime):
+        raise ValidationError("at", at, "an aware datetime or None")
+    dt = parse_instant("at", at)
+    assert dt is not None
+    return to_micros_epoch(dt)
+
+
 def check_batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError("batch_size", value, "an int >= 1")
     return value
+
+
+# -- export: every page of a query, streamed ------------------------------------------------
+
+_EXPORT_FORMATS = ("jsonl", "csv")
+
+
+def iter_records(repository: Any, query: Query | None = None) -> Iterator[Any]:
+    """Every record a query matches, page after page along the keyset cursors, so only
+    one page (``query.limit`` records) is held at a time. Works with any repository."""
+    q = query if query is not None else Query(limit=MAX_LIMIT)
+    if not isinstance(q, Query):
+        raise ValidationError("query", q, "a cdrrating.repository.Query")
+    while True:
+        page = repository.query(q)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        q = q.after(page.next_cursor)
+
+
+def export_lines(
+    repository: Any, query: Query | None = None, *, format: str = "jsonl"
+) -> Iterator[str]:
+    """The records of a query as lines of text, each ending in a newline: JSON Lines
+    (one ``to_mapping()`` object a line), or CSV with a header. ``query.fields`` picks
+    the keys; records are read a page at a time."""
+    if format not in _EXPORT_FORMATS:
+        raise ValidationError("format", format, "one of " + ", ".join(_EXPORT_FORMATS))
+    fields = query.fields if query is not None else None
+    records = iter_records(repository, query)
+    if format == "jsonl":
+        for record in records:
+            yield json.dumps(record.to_mapping(fields), ensure_ascii=False) + "\n"
+        return
+    buffer = io.StringIO()
+    writer: Any = None
+    for record in records:
+        mapping = record.to_mapping(fields)
+        if writer is None:
+            writer = csv.DictWriter(buffer, fieldnames=list(mapping), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow({k: _csv_cell(v) for k, v in mapping.items()})
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def export(repository: Any, out: Any, query: Query | None = None, *, format: str = "jsonl") -> int:
+    """Write every record of a query to ``out``: a writable text file object (anything
+    with ``write``), or a callable taking one line. Returns how many records were
+    written; nothing is held beyond one page."""
+    write = getattr(out, "write", None) or out
+    if not callable(write):
+        raise ValidationError("out", out, "a writable text file object or a callable")
+    count = 0
+    for line in export_lines(repository, query, format=format):
+        write(line)  # one record a line (the first CSV line comes with the header)
+        count += 1
+    return count

@@ -10,7 +10,11 @@ Needs the ``[sql]`` extra: ``pip install 'cdrrating[sql]'``.
 - Text columns compare by code point on every database (``COLLATE "C"`` on
   PostgreSQL, a binary no-pad collation on MariaDB/MySQL), so ordering, ties and
   equality agree with the in-memory adapter.
-- Listing uses keyset pagination on (sort field, id) with signed cursors.
+- A record's identity is (tenant, id): the ``tenant_key`` column holds the tenant, or
+  ``""`` for records without one, and is part of the primary key.
+- Listing uses keyset pagination on (sort field, id, tenant key) with signed cursors.
+- No SQLAlchemy or driver exception reaches a caller: deadlocks and serialization
+  failures are retried, other failures raise :class:`~cdrrating.repository.StorageError`.
 """
 
 from __future__ import annotations
@@ -22,16 +26,21 @@ except ImportError as _error:  # pragma: no cover - exercised in a subprocess te
         "cdrrating.sql needs SQLAlchemy, which is not installed: pip install 'cdrrating[sql]'"
     ) from _error
 
+import hashlib
+import json
+import logging
 import operator
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from cdrrating.errors import Conflict, ValidationError
@@ -40,7 +49,9 @@ from cdrrating.rates import Rate
 from cdrrating.repository import (
     CDR_COLUMNS,
     CDR_ENTITY,
+    RATE_COLUMNS,
     RATE_ENTITY,
+    TENANT_KEY,
     CDRRecord,
     Clock,
     Compiled,
@@ -48,6 +59,7 @@ from cdrrating.repository import (
     Node,
     Page,
     Query,
+    StorageError,
     StoredCDR,
     StoredRate,
     build_page,
@@ -55,21 +67,23 @@ from cdrrating.repository import (
     cdr_values,
     check_batch_size,
     check_id,
+    check_plan,
     check_same_tenant,
+    check_tenant,
     compile_query,
     not_found,
     now_micros,
     patch_cdr,
     patch_rate,
+    plan_instant,
     prune_cutoff,
     rate_row,
     stored_cdr,
     stored_rate,
     system_clock,
-    to_micros_epoch,
+    tenant_key,
     unpack_cdr,
     unpack_rate,
-    values_matching,
 )
 
 __all__ = [
@@ -102,6 +116,12 @@ NAMING_CONVENTION: dict[str, str] = {
 
 _INSERT_CHUNK = 5_000
 _IN_CHUNK = 1_000  # ids per IN (...) list: far under every driver's parameter limit
+# Longer $in lists go as one parameter (a PostgreSQL array, SQLite JSON): PostgreSQL
+# takes at most 65,535 parameters in a statement, SQLite 32,766.
+_IN_AS_ONE = 500
+_log = logging.getLogger("cdrrating.sql")
+_ATTEMPTS = 5  # tries of a transaction that hit a deadlock or serialization failure
+R = TypeVar("R")
 
 
 class _Text(TypeDecorator[str]):
@@ -162,7 +182,8 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
     cdrs = sa.Table(
         f"{prefix}cdrs",
         md,
-        sa.Column("call_id", _Text(255), primary_key=True),
+        sa.Column("call_id", _Text(255), nullable=False),
+        sa.Column(TENANT_KEY, _Text(255), nullable=False, comment="tenant, or '' for none"),
         sa.Column("started_at_us", big, nullable=False, comment="µs since the epoch, UTC"),
         sa.Column("answered_at_us", big),
         sa.Column("ended_at_us", big),
@@ -181,6 +202,8 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
         sa.Column("cost_micros", big, comment="micro-units of currency"),
         sa.Column("status", _Text(32)),
         sa.Column("reason", _Text(32)),
+        sa.Column("prefix", _Text(50), comment="prefix of the rate that priced the call"),
+        sa.Column("billed_seconds", big),
         sa.Column("in_progress", sa.Boolean(create_constraint=False), nullable=False),
         sa.Column("extra", _Text(), nullable=False, comment="JSON object"),
         sa.Column("created_at_us", big, nullable=False),
@@ -188,10 +211,12 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
         # Case-folded copies for search: Python folds so that every database agrees.
         sa.Column("caller_number_fold", _Text(200), nullable=False),
         sa.Column("destination_number_fold", _Text(200), nullable=False),
+        # Id first: switches issue ids in order, so bulk adds append to the key's B-tree.
+        sa.PrimaryKeyConstraint("call_id", TENANT_KEY),
         sa.CheckConstraint("billsec >= 0 AND duration >= 0", name="seconds"),
         sa.CheckConstraint("cost_micros >= 0", name="cost"),
-        sa.Index(None, "started_at_us", "call_id"),
-        sa.Index(None, "tenant", "started_at_us", "call_id"),
+        sa.Index(None, "started_at_us", "call_id", TENANT_KEY),
+        sa.Index(None, TENANT_KEY, "started_at_us", "call_id"),
         sa.Index(None, "updated_at_us"),
         mysql_charset="utf8mb4",
         mysql_engine="InnoDB",
@@ -199,7 +224,8 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
     rates = sa.Table(
         f"{prefix}rates",
         md,
-        sa.Column("id", _Text(255), primary_key=True),
+        sa.Column("id", _Text(255), nullable=False),
+        sa.Column(TENANT_KEY, _Text(255), nullable=False, comment="tenant, or '' for none"),
         sa.Column("tenant", _Text(255)),
         sa.Column("prefix", _Text(50), nullable=False),
         sa.Column("destination", _Text(255), nullable=False),
@@ -221,14 +247,15 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
         sa.Column("created_at_us", big, nullable=False),
         sa.Column("updated_at_us", big, nullable=False),
         sa.Column("destination_fold", _Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", TENANT_KEY),
         sa.CheckConstraint(
             "per_minute_micros >= 0 AND connection_fee_micros >= 0 AND minimum_charge_micros >= 0",
             name="amounts",
         ),
         sa.CheckConstraint("increment_seconds >= 1 AND initial_seconds >= 0", name="increments"),
-        sa.Index(None, "created_at_us", "id"),
-        sa.Index(None, "tenant", "created_at_us", "id"),
-        sa.Index(None, "tenant", "prefix"),
+        sa.Index(None, "created_at_us", "id", TENANT_KEY),
+        sa.Index(None, TENANT_KEY, "created_at_us", "id"),
+        sa.Index(None, TENANT_KEY, "prefix"),
         mysql_charset="utf8mb4",
         mysql_engine="InnoDB",
     )
@@ -292,18 +319,26 @@ def _configure_sqlite(engine: Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("cdrrating_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to sqlite3: SQLAlchemy's statement machinery would cost more than
+        # the BEGIN itself, on every transaction.
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 # -- translation of the shared filter tree --------------------------------------------------
 
 
-def _where(node: Node, t: sa.Table) -> sa.ColumnElement[bool]:
+def _where(node: Node, t: sa.Table, dialect: str) -> sa.ColumnElement[bool]:
+    """The filter tree of :mod:`cdrrating.repository` as SQL; ``cdrrating.memory``
+    evaluates the same tree in Python (``evaluate``)."""
     tag = node[0]
     if tag == "and":
-        return sa.and_(sa.true(), *(_where(n, t) for n in node[1]))
+        return sa.and_(sa.true(), *(_where(n, t, dialect) for n in node[1]))
     if tag == "or":
-        return sa.or_(*(_where(n, t) for n in node[1]))
+        if not node[1]:
+            return sa.false()
+        return sa.or_(*(_where(n, t, dialect) for n in node[1]))
     col = t.c[node[1]]
     if tag == "cmp":
         op, arg = node[2], node[3]
@@ -318,50 +353,58 @@ def _where(node: Node, t: sa.Table) -> sa.ColumnElement[bool]:
     if tag == "in":
         values = [v for v in node[2] if v is not None]
         has_null = len(values) != len(node[2])
+        hit = _in(col, values, dialect)
         if not node[3]:
-            return sa.or_(col.in_(values), col.is_(None)) if has_null else col.in_(values)
+            return sa.or_(hit, col.is_(None)) if has_null else hit
         if has_null:
-            return sa.and_(col.not_in(values), col.is_not(None))
-        return sa.or_(col.not_in(values), col.is_(None))
+            return sa.and_(sa.not_(hit), col.is_not(None))
+        return sa.or_(sa.not_(hit), col.is_(None))
     if tag == "exists":
         return col.is_not(None) if node[2] else col.is_(None)
     if tag == "regex":
         return col.regexp_match(node[2])
+    if tag == "contains":
+        # autoescape makes %, _ and the escape character itself literal.
+        return col.contains(node[2], autoescape=True)
     raise AssertionError(tag)
 
 
-def _conditions(compiled: Compiled, t: sa.Table) -> list[sa.ColumnElement[bool]]:
-    out = [_where(compiled.filter, t)]
-    needle = compiled.search
-    if needle is not None:
-        entity = compiled.entity
-        options: list[sa.ColumnElement[bool]] = [
-            # autoescape makes %, _ and the escape character itself literal.
-            t.c[name + "_fold"].contains(needle, autoescape=True)
-            for name in entity.fold_fields
-        ]
-        options.extend(t.c[name].contains(needle, autoescape=True) for name in entity.plain_fields)
-        for name, values in entity.enum_search:
-            found = values_matching(needle, values)
-            if found:
-                options.append(t.c[name].in_(found))
-        out.append(sa.or_(*options))
-    return out
+def _in(col: sa.ColumnElement[Any], values: list[Any], dialect: str) -> sa.ColumnElement[bool]:
+    if not values:
+        return sa.false()
+    if len(values) <= _IN_AS_ONE or dialect in ("mysql", "mariadb"):
+        # PyMySQL sends values inline in the statement text (escaped by the driver), so
+        # MariaDB/MySQL have no parameter limit to meet.
+        return col.in_(values)
+    if dialect == "postgresql":
+        item: TypeEngine[Any] = (
+            sa.Boolean()
+            if isinstance(values[0], bool)
+            else sa.BigInteger()
+            if isinstance(values[0], int)
+            else sa.Text()
+        )
+        array = sa.bindparam(None, values, type_=postgresql.ARRAY(item))
+        return col == sa.any_(array)
+    items = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text)).table_valued(
+        "value"
+    )
+    return col.in_(sa.select(items.c.value))
 
 
-def _page_select(compiled: Compiled, t: sa.Table) -> sa.Select[Any]:
-    sort, key = t.c[compiled.sort_column], t.c[compiled.key_column]
-    conditions = _conditions(compiled, t)
-    if compiled.after is not None:
-        value, last = compiled.after
-        # The redundant outer bound lets every planner use the (sort, key) index as a
-        # range scan; the OR alone would often defeat it.
-        if compiled.scan_descending:
-            conditions.append(sa.and_(sort <= value, sa.or_(sort < value, key < last)))
-        else:
-            conditions.append(sa.and_(sort >= value, sa.or_(sort > value, key > last)))
-    order = (sort.desc(), key.desc()) if compiled.scan_descending else (sort.asc(), key.asc())
-    return sa.select(t).where(*conditions).order_by(*order).limit(compiled.limit + 1)
+def _page_select(compiled: Compiled, t: sa.Table, dialect: str) -> sa.Select[Any]:
+    columns = [t.c[c] for c in compiled.order]
+    order = [c.desc() for c in columns] if compiled.scan_descending else [c.asc() for c in columns]
+    stmt = sa.select(t)
+    if compiled.with_count:
+        # One statement answers the page and how many match in all pages.
+        total = sa.select(sa.func.count()).select_from(t).where(_where(compiled.filter, t, dialect))
+        stmt = sa.select(t, total.scalar_subquery().label("_total"))
+    return (
+        stmt.where(_where(compiled.page_filter, t, dialect))
+        .order_by(*order)
+        .limit(compiled.limit + 1)
+    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -383,15 +426,53 @@ def _copy_rows(
     )
     driver = conn.connection.driver_connection
     assert driver is not None
+    dbapi = conn.dialect.loaded_dbapi
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
-    except conn.dialect.loaded_dbapi.IntegrityError as error:
+    except dbapi.IntegrityError as error:
         raise IntegrityError(statement, None, error) from None
+    except dbapi.Error as error:
+        raise DBAPIError(statement, None, error) from None
+
+
+def _driver_execute(conn: Connection, statement: str, params: Any) -> Any:
+    """Run a prepared statement on the driver's own cursor (a single upsert spends most
+    of its time in SQLAlchemy's result set-up otherwise). Driver errors are raised as
+    SQLAlchemy's, as every other statement raises them."""
+    dbapi = conn.dialect.loaded_dbapi
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(statement, params)
+    except dbapi.Error as error:
+        raise DBAPIError.instance(statement, params, error, dbapi.Error) from None
+    return cursor
+
+
+def _retryable(error: DBAPIError) -> bool:
+    """A deadlock or serialization failure: the transaction can simply run again."""
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None)  # psycopg
+    if code in ("40001", "40P01"):
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] in (1213, 1205):  # MySQL/MariaDB: deadlock, lock wait timeout
+        return True
+    return "database is locked" in str(orig)  # SQLite past its busy timeout
+
+
+def _storage_error(error: SQLAlchemyError, what: str) -> StorageError:
+    orig = getattr(error, "orig", None) or error
+    return StorageError(f"{what} failed: {type(orig).__name__}: {orig}".strip())
 
 
 class _Base:
+    _t: sa.Table
+    _kind: str
+
     def __init__(
         self,
         engine: Engine | str | None,
@@ -413,13 +494,52 @@ class _Base:
             raise ValidationError(
                 "engine", self.engine.url.render_as_string(), "SQLite, PostgreSQL, MariaDB or MySQL"
             )
+        self._dialect = dialect
         if create:
-            self.tables.metadata.create_all(self.engine)
+            try:
+                self.tables.metadata.create_all(self.engine)
+            except SQLAlchemyError as e:
+                raise _storage_error(e, "creating the tables") from e
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
-            yield conn
+    # -- transactions: the one place driver errors are handled --------------------------------
+
+    def _transaction(self, work: Callable[[Connection], R], *, conflicts: bool = False) -> R:
+        """Run ``work`` in a write transaction, again (a bounded number of times, after
+        a short random pause) when the database reports a deadlock or a serialization
+        failure. With ``conflicts`` an IntegrityError is the caller's to explain; any
+        other database error becomes a StorageError. Nothing of a failed attempt stays
+        written."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._writer.begin() as conn:
+                    return work(conn)
+            except IntegrityError as e:
+                if conflicts:
+                    raise
+                raise _storage_error(e, f"writing {self._kind}s") from e
+            except DBAPIError as e:
+                if attempt < _ATTEMPTS and _retryable(e):
+                    _log.warning(
+                        "writing %ss: %s, attempt %d of %d; retrying",
+                        self._kind,
+                        type(e.orig).__name__ if e.orig is not None else type(e).__name__,
+                        attempt,
+                        _ATTEMPTS,
+                    )
+                    # Jitter keeps two retrying writers from meeting again in lockstep.
+                    time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                    continue
+                raise _storage_error(e, f"writing {self._kind}s") from e
+            except SQLAlchemyError as e:
+                raise _storage_error(e, f"writing {self._kind}s") from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, work: Callable[[Connection], R]) -> R:
+        try:
+            with self.engine.connect() as conn:
+                return work(conn)
+        except SQLAlchemyError as e:
+            raise _storage_error(e, f"reading {self._kind}s") from e
 
     def _insert_many(
         self,
@@ -448,87 +568,135 @@ class _Base:
             params = list(chunk) if convert is None else list(map(convert, chunk))
             conn.exec_driver_sql(compiled.string, params)
 
-    def _existing(self, table: sa.Table, key: str, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        with self.engine.connect() as conn:
-            for chunk in _chunks(ids, _IN_CHUNK):
-                found.update(conn.scalars(sa.select(table.c[key]).where(table.c[key].in_(chunk))))
-        return found
+    def _existing(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant key, id) identities are stored."""
+        t, key = self._t, self._t.c[self._key]
 
-    def _query(
-        self, compiled: Compiled, table: sa.Table, make: Callable[[Mapping[Any, Any]], Any]
-    ) -> Any:
-        with self.engine.connect() as conn:
-            rows = [r._mapping for r in conn.execute(_page_select(compiled, table))]
-        return build_page(compiled, rows, self._codec, make)
+        def work(conn: Connection) -> set[tuple[str, str]]:
+            found: set[tuple[str, str]] = set()
+            for chunk in _chunks(keys, _IN_CHUNK):
+                stmt = sa.select(t.c[TENANT_KEY], key).where(key.in_({k[1] for k in chunk}))
+                found.update((a, b) for a, b in conn.execute(stmt))
+            return found & set(keys)
 
-    def _count(self, compiled: Compiled, table: sa.Table) -> int:
-        stmt = sa.select(sa.func.count()).select_from(table).where(*_conditions(compiled, table))
-        with self.engine.connect() as conn:
-            return int(conn.scalar(stmt) or 0)
+        return self._read(work)
 
-    def _lock_row(
-        self,
-        conn: Connection,
-        table: sa.Table,
-        key: str,
-        value: Any,
-        *,
-        tenant: str | None,
-        kind: str,
-    ) -> Mapping[Any, Any]:
-        ident = check_id(kind, value)
-        stmt = sa.select(table).where(table.c[key] == ident)
-        if tenant is not None:
-            stmt = stmt.where(table.c.tenant == tenant)
+    @property
+    def _key(self) -> str:
+        return "call_id" if self._kind == "CDR" else "id"
+
+    def _identity(self, value: Any, tenant: Any) -> sa.ColumnElement[bool]:
+        ident = check_id(self._kind, value)
+        t = self._t
+        return sa.and_(t.c[TENANT_KEY] == check_tenant(tenant), t.c[self._key] == ident)
+
+    def _query(self, compiled: Compiled, make: Callable[[Mapping[Any, Any]], Any]) -> Any:
+        t, dialect = self._t, self._dialect
+
+        def work(conn: Connection) -> Any:
+            rows = [r._mapping for r in conn.execute(_page_select(compiled, t, dialect))]
+            count = None
+            if compiled.with_count:
+                # With no row, no row carried the total: past the end, or nothing matches.
+                count = int(rows[0]["_total"]) if rows else self._count_in(conn, compiled)
+            return build_page(compiled, rows, self._codec, make, count)
+
+        return self._read(work)
+
+    def _count_in(self, conn: Connection, compiled: Compiled) -> int:
+        t = self._t
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(_where(compiled.filter, t, self._dialect))
+        )
+        return int(conn.scalar(stmt) or 0)
+
+    def _count(self, compiled: Compiled) -> int:
+        return self._read(lambda conn: self._count_in(conn, compiled))
+
+    def _lock_row(self, conn: Connection, value: Any, tenant: Any) -> Mapping[Any, Any]:
+        stmt = sa.select(self._t).where(self._identity(value, tenant))
         row = conn.execute(stmt.with_for_update()).first()
         if row is None:
-            raise not_found(kind, ident)
+            raise not_found(self._kind, value)
         return row._mapping
 
-    def _get(
-        self, table: sa.Table, key: str, value: Any, tenant: str | None, kind: str
-    ) -> Mapping[Any, Any]:
-        ident = check_id(kind, value)
-        stmt = sa.select(table).where(table.c[key] == ident)
-        if tenant is not None:
-            stmt = stmt.where(table.c.tenant == tenant)
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt).first()
+    def _get(self, value: Any, tenant: Any) -> Mapping[Any, Any]:
+        stmt = sa.select(self._t).where(self._identity(value, tenant))
+        row = self._read(lambda conn: conn.execute(stmt).first())
         if row is None:
-            raise not_found(kind, ident)
+            raise not_found(self._kind, value)
         return row._mapping
 
-    def _delete(self, table: sa.Table, key: str, value: Any, tenant: str | None, kind: str) -> None:
-        ident = check_id(kind, value)
-        stmt = sa.delete(table).where(table.c[key] == ident)
-        if tenant is not None:
-            stmt = stmt.where(table.c.tenant == tenant)
-        with self._write() as conn:
+    def _delete(self, value: Any, tenant: Any) -> None:
+        stmt = sa.delete(self._t).where(self._identity(value, tenant))
+
+        def work(conn: Connection) -> None:
             if conn.execute(stmt).rowcount == 0:
-                raise not_found(kind, ident)
+                raise not_found(self._kind, value)
+
+        self._transaction(work)
+
+    def _update_row(self, conn: Connection, row: Mapping[str, Any]) -> None:
+        t, key = self._t, self._key
+        keep = (key, TENANT_KEY, "created_at_us")
+        values = {k: v for k, v in row.items() if k not in keep}
+        conn.execute(
+            sa.update(t)
+            .where(t.c[TENANT_KEY] == row[TENANT_KEY], t.c[key] == row[key])
+            .values(values)
+        )
 
 
-def _upsert_statement(dialect: str, t: sa.Table, columns: Iterable[str]) -> sa.Executable:
-    """INSERT ... or update by call_id, unless that would put a start row over a
+def _late_start(stored: sa.ColumnElement[Any], incoming: sa.ColumnElement[Any]) -> Any:
+    """:func:`cdrrating.repository.late_start` in SQL: a start row arriving over a
+    completed row."""
+    return sa.and_(stored == sa.false(), incoming == sa.true())
+
+
+def _upsert_statement(dialect: str, t: sa.Table) -> sa.Executable:
+    """INSERT ... or update by identity, unless that would put a start row over a
     completed one; executed with one row or many. The one place where dialects differ."""
-    keep_cols = ("call_id", "created_at_us")
-    update_cols = [c for c in columns if c not in keep_cols]
+    keep_cols = ("call_id", TENANT_KEY, "created_at_us")
+    update_cols = [c for c in CDR_COLUMNS if c not in keep_cols]
     if dialect in ("postgresql", "sqlite"):
         ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
         return ins.on_conflict_do_update(
-            index_elements=[t.c.call_id],
+            index_elements=[t.c.call_id, t.c[TENANT_KEY]],
             set_={c: ins.excluded[c] for c in update_cols},
-            where=sa.or_(t.c.in_progress == sa.true(), ins.excluded.in_progress == sa.false()),
+            where=sa.not_(_late_start(t.c.in_progress, ins.excluded.in_progress)),
         )
     mins = mysql.insert(t)
-    late_start = sa.and_(t.c.in_progress == sa.false(), mins.inserted.in_progress == sa.true())
+    late = _late_start(t.c.in_progress, mins.inserted.in_progress)
     # MySQL has no WHERE here; each column keeps its value on a late start row. MySQL
     # applies assignments left to right, so in_progress, which the test reads, goes last.
     ordered = [c for c in update_cols if c != "in_progress"] + ["in_progress"]
     return mins.on_duplicate_key_update(
-        [(c, sa.case((late_start, t.c[c]), else_=mins.inserted[c])) for c in ordered]
+        [(c, sa.case((late, t.c[c]), else_=mins.inserted[c])) for c in ordered]
     )
+
+
+@attrs.frozen
+class _Prepared:
+    """A statement compiled once for the engine's dialect, run through the driver."""
+
+    sql: str
+    order: tuple[str, ...] | None  # positional parameter order; None: named parameters
+
+    @classmethod
+    def of(cls, stmt: sa.Executable, dialect: Dialect) -> _Prepared:
+        compiled = cast(
+            SQLCompiler,
+            cast(sa.ClauseElement, stmt).compile(dialect=dialect, column_keys=list(CDR_COLUMNS)),
+        )
+        order = compiled.positiontup
+        return cls(compiled.string, tuple(order) if order is not None else None)
+
+    def params(self, row: Mapping[str, Any]) -> Any:
+        if self.order is None:
+            return dict(row)
+        return tuple(row[c] for c in self.order)
 
 
 class SQLCDRRepository(_Base):
@@ -538,6 +706,8 @@ class SQLCDRRepository(_Base):
     :data:`DEFAULT_URL`); ``tables`` another prefix from :func:`define_tables`;
     ``create=True`` creates missing tables; ``chunk_size`` rows go per bulk INSERT.
     """
+
+    _kind = "CDR"
 
     def __init__(
         self,
@@ -557,134 +727,183 @@ class SQLCDRRepository(_Base):
             create=create,
             chunk_size=chunk_size,
         )
-        self._t = self.tables.cdrs
+        t = self._t = self.tables.cdrs
+        # Built once: building an ON CONFLICT statement costs more than running it.
+        dialect = self.engine.dialect
+        upsert = _upsert_statement(self._dialect, t)
+        self._upsert_many = _Prepared.of(upsert, dialect)
+        returning = self._dialect == "postgresql" or (
+            self._dialect == "sqlite" and dialect.insert_returning
+        )
+        self._upsert_one = (
+            _Prepared.of(cast(Any, upsert).returning(*t.c), dialect) if returning else None
+        )
+        self._select_one = _Prepared.of(
+            sa.select(t).where(
+                t.c[TENANT_KEY] == sa.bindparam(TENANT_KEY), t.c.call_id == sa.bindparam("call_id")
+            ),
+            dialect,
+        )
 
     def __repr__(self) -> str:
         return f"<SQLCDRRepository {self.engine.url.render_as_string()} table={self._t.name}>"
 
+    def _sorted(self, rows: list[Any], key: Callable[[Any], Any]) -> list[Any]:
+        # Writers that lock rows in one order cannot deadlock each other. SQLite has one
+        # writer at a time, and the order there would only cost time.
+        return rows if self._dialect == "sqlite" else sorted(rows, key=key)
+
     def add(self, record: CDRRecord) -> StoredCDR:
-        cdr, status, reason = unpack_cdr(record)
+        cdr, outcome = unpack_cdr(record)
         now = now_micros(self._clock)
-        row = cdr_row(cdr, status, reason, False, created_us=now, updated_us=now)
+        row = cdr_row(cdr, outcome, False, created_us=now, updated_us=now)
+        stored = stored_cdr(row)  # reads back before anything is written
         try:
-            with self._write() as conn:
-                conn.execute(sa.insert(self._t), row)
-        except IntegrityError:
-            if self._existing(self._t, "call_id", [cdr.call_id]):
+            self._transaction(lambda conn: conn.execute(sa.insert(self._t), row), conflicts=True)
+        except IntegrityError as e:
+            if self._existing([(row[TENANT_KEY], cdr.call_id)]):
                 raise Conflict(f"a CDR with call_id {cdr.call_id!r} is already stored") from None
-            raise
-        return stored_cdr(row)
+            raise _storage_error(e, "writing CDRs") from e
+        return stored
 
     def add_many(self, records: Iterable[CDRRecord | Mapping[str, Any]]) -> int:
         now = now_micros(self._clock)
         rows: list[tuple[Any, ...]] = []
-        seen: dict[str, int] = {}
+        seen: dict[tuple[str, str], int] = {}
         # Everything is checked before the first row goes to the database.
         for i, record in enumerate(records):
-            cdr, status, reason = unpack_cdr(record, i)
-            if cdr.call_id in seen:
+            cdr, outcome = unpack_cdr(record, i)
+            values = cdr_values(cdr, outcome, False, created_us=now, updated_us=now, position=i)
+            key = (values[1], values[0])
+            if key in seen:
                 raise Conflict(f"records[{i}]: call_id {cdr.call_id!r} is already in this batch")
-            seen[cdr.call_id] = i
-            rows.append(
-                cdr_values(cdr, status, reason, False, created_us=now, updated_us=now, position=i)
-            )
+            seen[key] = i
+            rows.append(values)
         if not rows:
             return 0
+        ordered = self._sorted(rows, operator.itemgetter(1, 0))
         try:
-            with self._write() as conn:
-                self._insert_many(conn, self._t, CDR_COLUMNS, rows)
-        except IntegrityError:
-            existing = self._existing(self._t, "call_id", list(seen))
+            self._transaction(
+                lambda conn: self._insert_many(conn, self._t, CDR_COLUMNS, ordered), conflicts=True
+            )
+        except IntegrityError as e:
+            existing = self._existing(list(seen))
             if existing:
-                first = min(seen[c] for c in existing)
+                first = min(seen[k] for k in existing)
                 raise Conflict(
                     f"records[{first}]: a CDR with call_id {rows[first][0]!r} is "
                     "already stored; nothing of this batch was written"
                 ) from None
-            raise
+            raise _storage_error(e, "writing CDRs") from e
+        _log.info("stored a batch of %d CDRs", len(rows))
         return len(rows)
 
     def upsert(self, record: CDRRecord, *, in_progress: bool = False) -> StoredCDR:
-        cdr, status, reason = unpack_cdr(record)
+        cdr, outcome = unpack_cdr(record)
         now = now_micros(self._clock)
-        row = cdr_row(cdr, status, reason, in_progress, created_us=now, updated_us=now)
-        with self._write() as conn:
-            conn.execute(_upsert_statement(conn.dialect.name, self._t, row), row)
-            stored = conn.execute(sa.select(self._t).where(self._t.c.call_id == cdr.call_id)).one()
-            return stored_cdr(stored._mapping)
+        row = cdr_row(cdr, outcome, in_progress, created_us=now, updated_us=now)
+        one = self._upsert_one or self._upsert_many
+        select = self._select_one
+
+        def work(conn: Connection) -> StoredCDR:
+            cursor = _driver_execute(conn, one.sql, one.params(row))
+            written = cursor.fetchone() if self._upsert_one is not None else None
+            if written is None:
+                # A late start row changed nothing: what is stored is the completion.
+                cursor.close()
+                cursor = _driver_execute(conn, select.sql, select.params(row))
+                written = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
+            cursor.close()
+            # Read back inside the transaction: if it could not be, nothing is written.
+            return stored_cdr(dict(zip(names, written, strict=True)))
+
+        return self._transaction(work)
 
     def upsert_many(
         self, records: Iterable[CDRRecord | Mapping[str, Any]], *, in_progress: bool = False
     ) -> int:
         now = now_micros(self._clock)
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         for i, record in enumerate(records):
-            cdr, status, reason = unpack_cdr(record, i)
-            # The last record of a call wins, as if they had been upserted one by one.
-            rows[cdr.call_id] = cdr_row(
-                cdr, status, reason, in_progress, created_us=now, updated_us=now, position=i
+            cdr, outcome = unpack_cdr(record, i)
+            values = cdr_values(
+                cdr, outcome, in_progress, created_us=now, updated_us=now, position=i
             )
+            # The last record of a call wins, as if they had been upserted one by one.
+            rows[(values[1], values[0])] = values
         if not rows:
             return 0
-        batch = list(rows.values())
-        with self._write() as conn:
-            stmt = _upsert_statement(conn.dialect.name, self._t, batch[0])
-            for chunk in _chunks(batch, self._chunk):
-                conn.execute(stmt, list(chunk))
+        prepared = self._upsert_many
+        order = prepared.order
+        batch = self._sorted(list(rows.values()), operator.itemgetter(1, 0))
+        if order is None:
+            params: list[Any] = [dict(zip(CDR_COLUMNS, v, strict=True)) for v in batch]
+        elif order == CDR_COLUMNS:
+            params = batch
+        else:
+            pick = operator.itemgetter(*(CDR_COLUMNS.index(c) for c in order))
+            params = [pick(v) for v in batch]
+
+        def work(conn: Connection) -> None:
+            for chunk in _chunks(params, self._chunk):
+                conn.exec_driver_sql(prepared.sql, list(chunk))
+
+        self._transaction(work)
         return len(batch)
 
     def get(self, call_id: str, *, tenant: str | None = None) -> StoredCDR:
-        return stored_cdr(self._get(self._t, "call_id", call_id, tenant, "CDR"))
+        return stored_cdr(self._get(call_id, tenant))
 
     def replace(
         self, record: CDRRecord, *, tenant: str | None = None, in_progress: bool = False
     ) -> StoredCDR:
-        cdr, status, reason = unpack_cdr(record)
+        cdr, outcome = unpack_cdr(record)
         check_same_tenant(tenant, cdr.tenant)
-        with self._write() as conn:
-            old = self._lock_row(conn, self._t, "call_id", cdr.call_id, tenant=tenant, kind="CDR")
+
+        def work(conn: Connection) -> StoredCDR:
+            old = self._lock_row(conn, cdr.call_id, cdr.tenant)
             row = cdr_row(
                 cdr,
-                status,
-                reason,
+                outcome,
                 in_progress,
                 created_us=old["created_at_us"],
                 updated_us=now_micros(self._clock),
             )
+            stored = stored_cdr(row)
             self._update_row(conn, row)
-        return stored_cdr(row)
+            return stored
+
+        return self._transaction(work)
 
     def update(
         self, call_id: str, changes: Mapping[str, Any], *, tenant: str | None = None
     ) -> StoredCDR:
-        with self._write() as conn:
-            old = self._lock_row(conn, self._t, "call_id", call_id, tenant=tenant, kind="CDR")
-            cdr, status, reason, in_progress = patch_cdr(stored_cdr(old), changes)
-            check_same_tenant(tenant, cdr.tenant)
+        def work(conn: Connection) -> StoredCDR:
+            old = self._lock_row(conn, call_id, tenant)
+            cdr, outcome, in_progress = patch_cdr(stored_cdr(old), changes)
             row = cdr_row(
                 cdr,
-                status,
-                reason,
+                outcome,
                 in_progress,
                 created_us=old["created_at_us"],
                 updated_us=now_micros(self._clock),
             )
+            stored = stored_cdr(row)
             self._update_row(conn, row)
-        return stored_cdr(row)
+            return stored
 
-    def _update_row(self, conn: Connection, row: Mapping[str, Any]) -> None:
-        values = {k: v for k, v in row.items() if k not in ("call_id", "created_at_us")}
-        conn.execute(sa.update(self._t).where(self._t.c.call_id == row["call_id"]).values(values))
+        return self._transaction(work)
 
     def delete(self, call_id: str, *, tenant: str | None = None) -> None:
-        self._delete(self._t, "call_id", call_id, tenant, "CDR")
+        self._delete(call_id, tenant)
 
     def query(self, query: Query | None = None) -> Page[StoredCDR]:
         compiled = compile_query(CDR_ENTITY, query, self._codec)
-        return cast(Page[StoredCDR], self._query(compiled, self._t, stored_cdr))
+        return cast(Page[StoredCDR], self._query(compiled, stored_cdr))
 
     def count(self, query: Query | None = None) -> int:
-        return self._count(compile_query(CDR_ENTITY, query, self._codec), self._t)
+        return self._count(compile_query(CDR_ENTITY, query, self._codec))
 
     def prune(
         self,
@@ -696,30 +915,47 @@ class SQLCDRRepository(_Base):
     ) -> int:
         check_batch_size(batch_size)
         cutoff = prune_cutoff(older_than, self._clock)
+        scope = None if tenant is None else check_tenant(tenant)
         t = self._t
-        deleted = 0
-        while True:
-            stmt = sa.select(t).where(t.c.started_at_us < cutoff)
-            if tenant is not None:
-                stmt = stmt.where(t.c.tenant == tenant)
-            stmt = stmt.order_by(t.c.started_at_us, t.c.call_id).limit(batch_size)
-            # One transaction per batch: the rows stay locked while the archive runs,
-            # and an archive that raises rolls the batch back untouched.
-            with self._write() as conn:
-                rows = [r._mapping for r in conn.execute(stmt.with_for_update())]
+        order = (t.c.started_at_us, t.c.call_id, t.c[TENANT_KEY])
+
+        def work(conn: Connection) -> int:
+            # One transaction: every batch is read (its rows locked) and archived before
+            # anything is deleted, so an archive that fails at any batch deletes nothing.
+            keys: list[tuple[str, str]] = []
+            after: tuple[Any, ...] | None = None
+            while True:
+                stmt = sa.select(t).where(t.c.started_at_us < cutoff)
+                if scope is not None:
+                    stmt = stmt.where(t.c[TENANT_KEY] == scope)
+                if after is not None:
+                    stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*after))
+                stmt = stmt.order_by(*order).limit(batch_size).with_for_update()
+                rows = [r._mapping for r in conn.execute(stmt)]
                 if not rows:
-                    return deleted
+                    break
                 if archive is not None:
                     archive([stored_cdr(r) for r in rows])
-                for chunk in _chunks([r["call_id"] for r in rows], _IN_CHUNK):
-                    conn.execute(sa.delete(t).where(t.c.call_id.in_(chunk)))
-            deleted += len(rows)
-            if len(rows) < batch_size:
-                return deleted
+                keys.extend((r[TENANT_KEY], r["call_id"]) for r in rows)
+                last = rows[-1]
+                after = (last["started_at_us"], last["call_id"], last[TENANT_KEY])
+                if len(rows) < batch_size:
+                    break
+            # By identity, not by the cut-off: a row written since it was read is not
+            # deleted unarchived.
+            for chunk in _chunks(keys, _IN_CHUNK):
+                conn.execute(
+                    sa.delete(t).where(sa.tuple_(t.c[TENANT_KEY], t.c.call_id).in_(list(chunk)))
+                )
+            return len(keys)
+
+        return self._transaction(work)
 
 
 class SQLRateRepository(_Base):
     """A :class:`~cdrrating.repository.RateRepository` on an SQLAlchemy engine."""
+
+    _kind = "rate"
 
     def __init__(
         self,
@@ -744,82 +980,135 @@ class SQLRateRepository(_Base):
     def __repr__(self) -> str:
         return f"<SQLRateRepository {self.engine.url.render_as_string()} table={self._t.name}>"
 
+    def _check_plans(self, conn: Connection, written: Sequence[Rate]) -> None:
+        """Refuse a write that would make a tenant's deck ambiguous, in the write's own
+        transaction, with the tenant's deck locked against concurrent writers."""
+        t = self._t
+        by_tenant: dict[str | None, dict[str, Rate]] = {}
+        for r in written:
+            assert r.id is not None
+            by_tenant.setdefault(r.tenant, {})[r.id] = r
+        for tenant in sorted(by_tenant, key=tenant_key):
+            new = by_tenant[tenant]
+            key = tenant_key(tenant)
+            self._lock_deck(conn, key)
+            prefixes = sorted({r.prefix for r in new.values()})
+            kept: list[Rate] = []
+            for chunk in _chunks(prefixes, _IN_CHUNK):
+                stmt = sa.select(t).where(t.c[TENANT_KEY] == key, t.c.prefix.in_(chunk))
+                kept.extend(
+                    stored_rate(r._mapping).rate
+                    for r in conn.execute(stmt)
+                    if r._mapping["id"] not in new
+                )
+            check_plan(tenant, kept + list(new.values()))
+
+    def _lock_deck(self, conn: Connection, key: str) -> None:
+        if self._dialect == "postgresql":
+            # A transaction-scoped lock on (table, tenant): two writers to one deck take
+            # turns, so neither checks the deck while the other is changing it.
+            digest = hashlib.blake2b(f"{self._t.name}\x00{key}".encode(), digest_size=8)
+            conn.execute(
+                sa.select(
+                    sa.func.pg_advisory_xact_lock(
+                        int.from_bytes(digest.digest(), "big", signed=True)
+                    )
+                )
+            )
+        elif self._dialect in ("mysql", "mariadb"):
+            # InnoDB locks the tenant's index range, gaps included, until commit.
+            conn.execute(
+                sa.select(self._t.c.id).where(self._t.c[TENANT_KEY] == key).with_for_update()
+            )
+        # SQLite: write transactions begin with BEGIN IMMEDIATE, one writer at a time.
+
     def add(self, rate: Rate) -> StoredRate:
         r = unpack_rate(rate)
         now = now_micros(self._clock)
         row = rate_row(r, now, now)
+
+        def work(conn: Connection) -> None:
+            self._check_plans(conn, [r])
+            conn.execute(sa.insert(self._t), row)
+
         try:
-            with self._write() as conn:
-                conn.execute(sa.insert(self._t), row)
-        except IntegrityError:
-            if self._existing(self._t, "id", [row["id"]]):
+            self._transaction(work, conflicts=True)
+        except IntegrityError as e:
+            if self._existing([(row[TENANT_KEY], row["id"])]):
                 raise Conflict(f"a rate with id {row['id']!r} is already stored") from None
-            raise
+            raise _storage_error(e, "writing rates") from e
         return stored_rate(row)
 
     def add_many(self, rates: Iterable[Rate | Mapping[str, Any]]) -> int:
         now = now_micros(self._clock)
         rows: list[dict[str, Any]] = []
-        seen: dict[str, int] = {}
+        written: list[Rate] = []
+        seen: dict[tuple[str, str], int] = {}
         for i, rate in enumerate(rates):
-            row = rate_row(unpack_rate(rate, i), now, now, i)
-            if row["id"] in seen:
+            r = unpack_rate(rate, i)
+            row = rate_row(r, now, now, i)
+            key = (row[TENANT_KEY], row["id"])
+            if key in seen:
                 raise Conflict(f"records[{i}]: rate id {row['id']!r} is already in this batch")
-            seen[row["id"]] = i
+            seen[key] = i
             rows.append(row)
+            written.append(r)
         if not rows:
             return 0
+        ordered = sorted(rows, key=operator.itemgetter(TENANT_KEY, "id"))
+        values = [tuple(r.values()) for r in ordered]
+
+        def work(conn: Connection) -> None:
+            self._check_plans(conn, written)
+            self._insert_many(conn, self._t, RATE_COLUMNS, values)
+
         try:
-            with self._write() as conn:
-                self._insert_many(conn, self._t, list(rows[0]), [tuple(r.values()) for r in rows])
-        except IntegrityError:
-            existing = self._existing(self._t, "id", list(seen))
+            self._transaction(work, conflicts=True)
+        except IntegrityError as e:
+            existing = self._existing(list(seen))
             if existing:
-                first = min(seen[c] for c in existing)
+                first = min(seen[k] for k in existing)
                 raise Conflict(
                     f"records[{first}]: a rate with id {rows[first]['id']!r} is already "
                     "stored; nothing of this batch was written"
                 ) from None
-            raise
+            raise _storage_error(e, "writing rates") from e
         return len(rows)
 
     def get(self, rate_id: str, *, tenant: str | None = None) -> StoredRate:
-        return stored_rate(self._get(self._t, "id", rate_id, tenant, "rate"))
+        return stored_rate(self._get(rate_id, tenant))
 
     def replace(self, rate: Rate, *, tenant: str | None = None) -> StoredRate:
         if not isinstance(rate, Rate) or rate.id is None:
             raise ValidationError("rate", rate, "a Rate with an id (the rate to replace)")
         check_same_tenant(tenant, rate.tenant)
-        with self._write() as conn:
-            old = self._lock_row(conn, self._t, "id", rate.id, tenant=tenant, kind="rate")
-            row = rate_row(rate, old["created_at_us"], now_micros(self._clock))
-            self._update_row(conn, row)
-        return stored_rate(row)
+        return self._transaction(lambda conn: self._write(conn, rate, rate.tenant, None))
 
     def update(
         self, rate_id: str, changes: Mapping[str, Any], *, tenant: str | None = None
     ) -> StoredRate:
-        with self._write() as conn:
-            old = self._lock_row(conn, self._t, "id", rate_id, tenant=tenant, kind="rate")
-            rate = patch_rate(stored_rate(old).rate, changes)
-            check_same_tenant(tenant, rate.tenant)
-            row = rate_row(rate, old["created_at_us"], now_micros(self._clock))
-            self._update_row(conn, row)
+        return self._transaction(lambda conn: self._write(conn, rate_id, tenant, changes))
+
+    def _write(
+        self, conn: Connection, target: Any, tenant: Any, changes: Mapping[str, Any] | None
+    ) -> StoredRate:
+        rate_id = target.id if isinstance(target, Rate) else target
+        old = self._lock_row(conn, rate_id, tenant)
+        rate = target if changes is None else patch_rate(stored_rate(old).rate, changes)
+        row = rate_row(rate, old["created_at_us"], now_micros(self._clock))
+        self._check_plans(conn, [rate])
+        self._update_row(conn, row)
         return stored_rate(row)
 
-    def _update_row(self, conn: Connection, row: Mapping[str, Any]) -> None:
-        values = {k: v for k, v in row.items() if k not in ("id", "created_at_us")}
-        conn.execute(sa.update(self._t).where(self._t.c.id == row["id"]).values(values))
-
     def delete(self, rate_id: str, *, tenant: str | None = None) -> None:
-        self._delete(self._t, "id", rate_id, tenant, "rate")
+        self._delete(rate_id, tenant)
 
     def query(self, query: Query | None = None) -> Page[StoredRate]:
         compiled = compile_query(RATE_ENTITY, query, self._codec)
-        return cast(Page[StoredRate], self._query(compiled, self._t, stored_rate))
+        return cast(Page[StoredRate], self._query(compiled, stored_rate))
 
     def count(self, query: Query | None = None) -> int:
-        return self._count(compile_query(RATE_ENTITY, query, self._codec), self._t)
+        return self._count(compile_query(RATE_ENTITY, query, self._codec))
 
     def load_plan(
         self,
@@ -834,17 +1123,16 @@ class SQLRateRepository(_Base):
         **plan_options: Any,
     ) -> RatePlan:
         t = self._t
-        stmt = sa.select(t).where(t.c.tenant.is_(None) if tenant is None else t.c.tenant == tenant)
-        if at is not None:
-            at_us = to_micros_epoch(at)
+        stmt = sa.select(t).where(t.c[TENANT_KEY] == check_tenant(tenant))
+        at_us = plan_instant(at)
+        if at_us is not None:
             stmt = stmt.where(
                 sa.or_(t.c.valid_from_us.is_(None), t.c.valid_from_us <= at_us),
                 sa.or_(t.c.valid_until_us.is_(None), t.c.valid_until_us > at_us),
             )
-        with self.engine.connect() as conn:
-            rates = [stored_rate(r._mapping).rate for r in conn.execute(stmt)]
+        rows = self._read(lambda conn: [r._mapping for r in conn.execute(stmt)])
         return RatePlan(
-            rates,
+            [stored_rate(r).rate for r in rows],
             currency=currency,
             rounding=rounding,
             quantum_micros=quantum_micros,

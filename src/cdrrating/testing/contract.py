@@ -13,39 +13,64 @@ module and provide a fixture that builds an *empty* repository::
             return make
 
 The in-memory adapter is the reference: results (including ordering ties, Unicode and
-case-insensitive search) must be identical on every adapter. Needs pytest.
+case-insensitive search) must be identical on every adapter. Needs pytest and
+Hypothesis (a property writes what the shipped strategies draw and reads it back; the
+factory is then called once per example, so it must give a fresh, empty repository).
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import json
+import math
 import operator
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdrrating.cdr import CDR
+from cdrrating.charge import ChargeStatus, Reason
 from cdrrating.errors import Conflict, NotFound, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate, Tier
-from cdrrating.rating import ChargeStatus, Reason, rate
+from cdrrating.rating import rate
 from cdrrating.repository import (
+    CDR_ENTITY,
     MAX_LIMIT,
     CDRRepository,
     Page,
     Query,
     RateRepository,
     StoredCDR,
+    export,
+    export_lines,
 )
 from cdrrating.schedule import Schedule
+from cdrrating.testing import strategies as cst
 
-__all__ = ["HOSTILE_TEXT", "CDRRepositoryContract", "FakeClock", "RateRepositoryContract"]
+__all__ = [
+    "HOSTILE_TEXT",
+    "CDRRepositoryContract",
+    "FakeClock",
+    "RateRepositoryContract",
+    "RateRoundTripContract",
+]
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+# Each adapter's subclass runs the same property with its own factory fixture (a fresh,
+# empty repository per example), which is what these health checks warn about.
+_SHARED_BY_ADAPTERS = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.differing_executors,
+    HealthCheck.too_slow,
+]
 KEY = b"contract-suite-cursor-key-0123456789"
 
 #: Text that breaks naive SQL, LIKE patterns, CSV, JSON and collations; every adapter
@@ -98,6 +123,14 @@ def cdr(n: int | str, **kw: Any) -> CDR:
     kw.setdefault("destination_number", f"4420{n}")
     kw.setdefault("billsec", 60)
     return CDR(call_id=f"call-{n}" if isinstance(n, int) else n, **kw)
+
+
+def _shift_zone(value: datetime, offset: timedelta) -> datetime | None:
+    """The same wall time in another UTC offset (None if that is no datetime)."""
+    try:
+        return value.replace(tzinfo=timezone(offset))
+    except (OverflowError, ValueError):  # pragma: no cover - replace does not overflow
+        return None
 
 
 def ids(page: Page[StoredCDR] | Sequence[StoredCDR]) -> list[str]:
@@ -156,7 +189,7 @@ class CDRRepositoryContract:
         assert stored.status is None
         assert stored.reason is None
         assert not stored.in_progress
-        fetched = repo.get("call-1")
+        fetched = repo.get("call-1", tenant="acme")
         assert fetched == stored
         assert fetched.cdr.extra == {"trunk": "t1", "tags": ["a", "b"], "n": 3}
         assert fetched.cdr.started_at.utcoffset() == timedelta(0)
@@ -261,7 +294,16 @@ class CDRRepositoryContract:
                     [{"call_id": "y", "started_at": T0, "destination_number": "1", field: value}]
                 )
         with pytest.raises(ValidationError, match=r"records\[0\].cost_micros"):
-            repo.add_many([cdr(1, cost_micros=2**63)])
+            repo.add_many(
+                [
+                    {
+                        "call_id": "z",
+                        "started_at": T0,
+                        "destination_number": "1",
+                        "cost_micros": 2**63,
+                    }
+                ]
+            )
         with pytest.raises(ValidationError, match="extra"):
             repo.add(cdr(1, extra={"x": object()}))
         with pytest.raises(ValidationError, match="NUL"):
@@ -354,9 +396,11 @@ class CDRRepositoryContract:
         assert replaced.cdr.caller_number == "x"
         assert replaced.created_at == created.created_at
         assert replaced.updated_at == clock()
-        assert repo.get("call-1") == replaced
+        assert repo.get("call-1", tenant="a") == replaced
         with pytest.raises(ValidationError, match="tenant"):
             repo.replace(cdr(1, tenant="b"), tenant="a")
+        with pytest.raises(NotFound):  # (b, call-1) is another record, and there is none
+            repo.replace(cdr(1, tenant="b"))
 
     def test_update_is_a_validated_partial_change(
         self, repo: CDRRepository, clock: FakeClock
@@ -564,7 +608,7 @@ class CDRRepositoryContract:
             )
         repo.add_many(records)
         for record in records:
-            assert repo.get(record.call_id).cdr == record
+            assert repo.get(record.call_id, tenant=record.tenant).cdr == record
             found = ids(repo.query(Query(search=record.caller_number, tenant=record.tenant)))
             assert found == [record.call_id]
             assert repo.count(Query(where={"agent_id": record.agent_id})) == 1
@@ -706,18 +750,33 @@ class CDRRepositoryContract:
             repo.prune(T0 + timedelta(days=4), archive=archive)
         assert repo.count() == 6
 
-    def test_prune_keeps_the_batches_after_a_failing_archive(self, repo: CDRRepository) -> None:
+    @pytest.mark.parametrize("failing", [1, 2, 3])
+    def test_prune_whose_archive_fails_at_any_batch_deletes_nothing(
+        self, repo: CDRRepository, failing: int
+    ) -> None:
         repo.add_many(cdr(i, started_at=T0 + timedelta(days=i)) for i in range(6))
-        calls: list[int] = []
+        calls: list[list[str]] = []
 
         def archive(rows: Sequence[StoredCDR]) -> None:
-            calls.append(len(rows))
-            if len(calls) == 2:
-                raise OSError("second batch fails")
+            calls.append(ids(rows))
+            if len(calls) == failing:
+                raise OSError(f"batch {failing} fails")
 
-        with pytest.raises(OSError, match="second"):
+        with pytest.raises(OSError, match=f"batch {failing}"):
             repo.prune(T0 + timedelta(days=5), archive=archive, batch_size=2)
-        assert ids(repo.query(Query(order="asc"))) == [f"call-{i}" for i in range(2, 6)]
+        assert repo.count() == 6
+        # A second run archives everything again and completes.
+        archived: list[str] = []
+        assert (
+            repo.prune(
+                T0 + timedelta(days=5),
+                archive=lambda rows: archived.extend(ids(rows)),
+                batch_size=2,
+            )
+            == 5
+        )
+        assert archived == [f"call-{i}" for i in range(5)]
+        assert ids(repo.query()) == ["call-5"]
 
     def test_prune_by_tenant(self, repo: CDRRepository) -> None:
         repo.add_many([cdr(1, tenant="a"), cdr(2, tenant="b")])
@@ -726,12 +785,380 @@ class CDRRepositoryContract:
         with pytest.raises(ValidationError, match="older_than"):
             repo.prune(datetime(2026, 1, 1))  # naive
 
+    # -- what is stored reads back; an error writes nothing -----------------------------------
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=_SHARED_BY_ADAPTERS,
+    )
+    @given(
+        # Deferred: the strategy is built when the test runs, not when this module loads.
+        record=st.deferred(
+            lambda: cst.cdrs(
+                tenants=st.sampled_from([None, "a", "b"]),
+                with_details=True,
+                timestamps=st.datetimes(
+                    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59)
+                ).map(lambda d: d.replace(tzinfo=UTC))
+                | cst.timestamps(),
+            )
+        ),
+        extra=st.dictionaries(
+            st.text(max_size=5),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats()
+            | st.text(max_size=5)
+            | st.tuples(st.integers()),
+            max_size=3,
+        )
+        | st.dictionaries(st.integers(), st.text(max_size=3), min_size=1, max_size=2),
+        shift=st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(hours=-2)]),
+    )
+    def test_whatever_is_stored_reads_back_equal(
+        self,
+        make_cdr_repository: _CDRFactory,
+        clock: FakeClock,
+        record: CDR,
+        extra: dict[Any, Any],
+        shift: timedelta,
+    ) -> None:
+        repo = make_cdr_repository(clock=clock, cursor_key=KEY)
+        moved = _shift_zone(record.started_at, shift)
+        if moved is not None and record.answered_at is None:
+            record = attrs.evolve(record, started_at=moved, ended_at=None)
+        record = attrs.evolve(record, extra=extra)
+        for write in (repo.add, repo.upsert, lambda r: repo.add_many([r])):
+            try:
+                write(record)
+            except ValidationError:
+                # Refused before the write: nothing stored, and reads still work.
+                assert repo.count() == 0
+                assert ids(repo.query()) == []
+                continue
+            stored = repo.get(record.call_id, tenant=record.tenant)
+            assert stored.cdr == record
+            assert dict(stored.cdr.extra) == dict(record.extra)
+            assert ids(repo.query()) == [record.call_id]
+            repo.delete(record.call_id, tenant=record.tenant)
+
+    @pytest.mark.parametrize(
+        "started_at",
+        [
+            datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+            datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2))),
+        ],
+    )
+    def test_an_instant_storage_cannot_give_back_is_refused(
+        self, repo: CDRRepository, started_at: datetime
+    ) -> None:
+        # Storage does not lean on the CDR's own checks (a CDR built by another version
+        # of the library may hold such an instant): it refuses the write itself.
+        record = cdr("edge")
+        object.__setattr__(record, "started_at", started_at)
+        for write in (repo.add, repo.upsert, lambda r: repo.add_many([r])):
+            with pytest.raises(ValidationError, match="started_at"):
+                write(record)
+        repo.add(cdr(1))
+        with pytest.raises(ValidationError, match="started_at"):
+            repo.update("call-1", {"started_at": started_at})
+        assert ids(repo.query()) == ["call-1"]
+        assert repo.count() == 1
+
+    @pytest.mark.parametrize(
+        "extra",
+        [{1: "a"}, {"t": (1, 2)}, {"n": math.nan}, {"s": {1, 2}}, {"d": {"k": [(1,)]}}],
+    )
+    def test_extra_that_json_cannot_keep_is_refused(
+        self, repo: CDRRepository, extra: dict[Any, Any]
+    ) -> None:
+        with pytest.raises(ValidationError, match="extra"):
+            repo.add(cdr(1, extra=extra))
+        with pytest.raises(ValidationError, match=r"records\[0\].extra"):
+            repo.upsert_many([cdr(1, extra=extra)])
+        assert repo.count() == 0
+
+    def test_an_empty_tenant_is_refused(self, repo: CDRRepository) -> None:
+        # "" would be a third spelling of "no tenant" beside None: refused, not merged.
+        with pytest.raises(ValidationError, match="tenant"):
+            repo.add(cdr(1, tenant=""))
+        with pytest.raises(ValidationError, match=r"records\[0\].tenant"):
+            repo.add_many([cdr(1, tenant="")])
+        assert repo.count() == 0
+
+    def test_a_charge_keeps_what_explains_it(self, repo: CDRRepository) -> None:
+        plan = RatePlan(
+            [Rate("4420", 1_000_000, initial_seconds=60, increment_seconds=60)], currency="EUR"
+        )
+        stored = repo.upsert(rate(cdr(1, destination_number="442079460000", billsec=61), plan))
+        assert (stored.prefix, stored.billed_seconds) == ("4420", 120)
+        again = repo.get("call-1")
+        assert (again.prefix, again.billed_seconds) == ("4420", 120)
+        assert again.to_mapping(["prefix", "billed_seconds"]) == {
+            "prefix": "4420",
+            "billed_seconds": 120,
+        }
+        assert repo.count(Query(where={"prefix": "4420", "billed_seconds": {"$gte": 60}})) == 1
+        plain = repo.add(cdr(2))
+        assert (plain.prefix, plain.billed_seconds) == (None, None)
+
+    # -- one rule for instants: aware, and in range ------------------------------------------
+
+    def test_naive_datetimes_are_refused_everywhere(self, repo: CDRRepository) -> None:
+        repo.add(cdr(1))
+        naive = datetime(2026, 3, 2, 10, 0)
+        for make in (
+            lambda: Query(since=naive),
+            lambda: Query(until="2026-03-02T10:00:00"),
+            lambda: Query(updated_since=naive),
+            lambda: repo.query(Query(where={"started_at": {"$gte": naive}})),
+            lambda: repo.count(Query(where={"ended_at": "2026-03-02 10:00"})),
+            lambda: repo.update("call-1", {"started_at": naive}),
+            lambda: repo.update("call-1", {"ended_at": "2026-03-02T10:05:00"}),
+            lambda: repo.prune(naive),
+        ):
+            with pytest.raises(ValidationError):
+                make()
+        assert repo.get("call-1").cdr.started_at == T0 + timedelta(minutes=1)
+
+    @pytest.mark.parametrize("ms", [10**18, -(10**18), 253_402_300_800_000, -62_135_596_800_001])
+    def test_epoch_milliseconds_out_of_range_are_a_validation_error(
+        self, repo: CDRRepository, ms: int
+    ) -> None:
+        repo.add(cdr(1))
+        for make in (
+            lambda: Query(since=ms),
+            lambda: Query(until=str(ms) if ms > 0 else ms),
+            lambda: repo.query(Query(where={"started_at": {"$lt": ms}})),
+            lambda: repo.update("call-1", {"ended_at": ms}),
+        ):
+            with pytest.raises(ValidationError):
+                make()
+
+    # -- tenants are sealed ------------------------------------------------------------------
+
+    def test_tenants_sharing_call_ids_are_sealed(
+        self, repo: CDRRepository, clock: FakeClock
+    ) -> None:
+        repo.add(cdr(1, tenant="a", billsec=10))
+        # The same call id in another tenant is another record, not a Conflict.
+        repo.add(cdr(1, tenant="b", billsec=20))
+        repo.add(cdr(1, billsec=30))
+        repo.add_many([cdr(2, tenant="a"), cdr(2, tenant="b")])
+        with pytest.raises(Conflict):
+            repo.add(cdr(1, tenant="a"))
+        assert repo.get("call-1", tenant="a").cdr.billsec == 10
+        assert repo.get("call-1", tenant="b").cdr.billsec == 20
+        assert repo.get("call-1").cdr.billsec == 30
+        with pytest.raises(NotFound):
+            repo.get("call-2")
+        with pytest.raises(NotFound):
+            repo.get("call-1", tenant="c")
+        # Writes in b never touch a.
+        repo.update("call-1", {"billsec": 5}, tenant="b")
+        repo.upsert(cdr(2, tenant="b", billsec=7))
+        repo.upsert_many([cdr(2, tenant="b", billsec=8)], in_progress=False)
+        assert repo.get("call-1", tenant="a").cdr.billsec == 10
+        assert repo.get("call-2", tenant="a").cdr.billsec == 60
+        with pytest.raises(ValidationError, match="tenant"):
+            repo.update("call-1", {"tenant": "a"}, tenant="b")
+        repo.delete("call-2", tenant="b")
+        assert repo.get("call-2", tenant="a").cdr.tenant == "a"
+        assert sorted(ids(repo.query(Query(tenant="a")))) == ["call-1", "call-2"]
+        assert repo.count(Query(tenant="b")) == 1
+        assert repo.count() == 4
+        # A listing of all tenants pages through ties on call_id without loss.
+        assert len(functools.reduce(operator.iadd, all_pages(repo, Query(limit=1)), [])) == 4
+        out = io.StringIO()
+        assert export(repo, out, Query(tenant="b")) == 1
+        assert [json.loads(line)["tenant"] for line in out.getvalue().splitlines()] == ["b"]
+        assert repo.prune(T0 + timedelta(days=1), tenant="b") == 1
+        assert repo.count(Query(tenant="a")) == 2
+        assert repo.count() == 3
+
+    # -- every sortable field pages both ways ------------------------------------------------
+
+    @pytest.mark.parametrize("sort", [name for name, f in CDR_ENTITY.fields.items() if f.sortable])
+    def test_every_sortable_field_survives_a_cursor_walk(
+        self, repo: CDRRepository, sort: str
+    ) -> None:
+        repo.add_many(
+            cdr(
+                f"w{i:02d}",
+                started_at=T0 + timedelta(seconds=i // 3),
+                billsec=i % 4,
+                duration=i % 4 + i % 2,
+                caller_number=f"{i % 5}",
+                direction=("inbound", "outbound")[i % 2],
+                disposition=("ANSWERED", "BUSY")[i % 3 == 0] if i % 4 == 0 else "ANSWERED",
+                tenant=("a", "b")[i % 2],
+            )
+            for i in range(13)
+        )
+        repo.upsert_many([cdr("w03", tenant="b", billsec=0)], in_progress=True)
+        for order in ("asc", "desc"):
+            query = Query(sort=sort, order=order, limit=4)
+            everything = ids(repo.query(attrs_evolve(query, limit=100)))
+            pages = all_pages(repo, query)
+            assert functools.reduce(operator.iadd, list(pages), []) == everything
+            page = repo.query(query)
+            while page.next_cursor is not None:
+                page = repo.query(query.after(page.next_cursor))
+            back = [ids(page)]
+            while page.previous_cursor is not None:
+                page = repo.query(query.after(page.previous_cursor))
+                back.append(ids(page))
+            assert back[::-1] == pages
+
+    # -- counts and exports for list APIs ----------------------------------------------------
+
+    def test_a_page_can_carry_its_count(self, repo: CDRRepository) -> None:
+        repo.add_many(cdr(i, billsec=i) for i in range(7))
+        query = Query(where={"billsec": {"$gte": 2}}, limit=2, with_count=True)
+        page = repo.query(query)
+        assert (len(page), page.count) == (2, 5)
+        while page.next_cursor is not None:
+            page = repo.query(query.after(page.next_cursor))
+            assert page.count == 5
+        assert repo.query(Query(where={"billsec": 99}, with_count=True)).count == 0
+
+    def test_export_streams_every_page(self, repo: CDRRepository) -> None:
+        repo.add_many(cdr(i, tenant="a", extra={"k": [i]}) for i in range(7))
+        lines: list[str] = []
+        query = Query(limit=2, order="asc", fields=["call_id", "extra"])
+        assert export(repo, lines.append, query) == 7
+        assert [json.loads(line) for line in lines] == [
+            {"call_id": f"call-{i}", "extra": {"k": [i]}} for i in range(7)
+        ]
+        csv_lines = list(export_lines(repo, query, format="csv"))
+        assert len(csv_lines) == 7
+        assert csv_lines[0] == 'call_id,extra\ncall-0,"{""k"": [0]}"\n'
+        with pytest.raises(ValidationError, match="format"):
+            list(export_lines(repo, query, format="xml"))
+
+    def test_a_cursor_is_accepted_only_in_its_canonical_form(self, repo: CDRRepository) -> None:
+        self._ties(repo)
+        query = Query(limit=5)
+        cursor = repo.query(query).next_cursor
+        assert cursor is not None
+        body, sig = cursor.split(".")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+        def other_spelling(text: str) -> str:
+            # Unpadded base64 of a length 2 or 3 mod 4 ends in a character whose lowest
+            # bit is unused: flipping it decodes to the same bytes.
+            return text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+
+        bad = [body + "." + other_spelling(sig)]  # 16 bytes of signature: 22 characters
+        if len(body) % 4:
+            bad.append(other_spelling(body) + "." + sig)
+        for cursor_ in bad:
+            with pytest.raises(ValidationError, match="cursor"):
+                repo.query(query.after(cursor_))
+        with pytest.raises(ValidationError, match="cursor"):
+            repo.query(query.after(body + "=." + sig))
+
 
 def attrs_evolve(query: Query, **changes: Any) -> Query:
     return attrs.evolve(query, **changes)
 
 
-class RateRepositoryContract:
+#: Calendars the schedules of the rate round-trip property may name.
+_CALENDARS = ("DE", "UK")
+_SCHEDULE_TEXTS = (
+    "Mon-Fri 08:00-20:00 except:DE",
+    "Sat-Sun",
+    "Mon 00:00-06:00",
+    "Mon-Sun 20:00-08:00 only:UK",
+)
+
+
+def _schedules() -> st.SearchStrategy[Schedule]:
+    drawn = getattr(cst, "schedules", None)  # shipped since this release
+    fixed = st.sampled_from(_SCHEDULE_TEXTS).map(Schedule.parse)
+    return fixed if drawn is None else fixed | drawn(calendars=_CALENDARS)
+
+
+class RateRoundTripContract:
+    """Mixed into :class:`RateRepositoryContract`: stored rates read back equal."""
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=_SHARED_BY_ADAPTERS,
+    )
+    @given(
+        rate_=st.deferred(lambda: cst.rates(with_windows=True)),
+        schedule=st.none() | st.deferred(_schedules),
+        tenant=st.sampled_from([None, "acme"]),
+    )
+    def test_whatever_is_stored_reads_back_equal(
+        self,
+        make_rate_repository: _RateFactory,
+        clock: FakeClock,
+        rate_: Rate,
+        schedule: Schedule | None,
+        tenant: str | None,
+    ) -> None:
+        rates = make_rate_repository(clock=clock, cursor_key=KEY)
+        r = attrs.evolve(rate_, schedule=schedule, tenant=tenant, id="r1")
+        stored = rates.add(r)
+        assert stored.rate == r
+        assert rates.get("r1", tenant=tenant).rate == r
+        holidays = dict.fromkeys(_CALENDARS, ())
+        assert list(rates.load_plan(tenant, currency="EUR", holidays=holidays)) == [r]
+
+    def test_a_schedule_that_cannot_be_read_back_is_refused(self, rates: RateRepository) -> None:
+        bad = Schedule(weekdays="Mon-Fri", except_holidays=("DE BY",))
+        with pytest.raises(ValidationError, match="schedule"):
+            rates.add(Rate("49", 1_000, schedule=bad, tenant="acme"))
+        with pytest.raises(ValidationError, match=r"records\[1\].schedule"):
+            rates.add_many([Rate("48", 1), Rate("49", 1_000, schedule=bad)])
+        assert rates.count() == 0
+        rates.add(Rate("49", 1_000, id="ok", tenant="acme"))
+        with pytest.raises(ValidationError, match="schedule"):
+            rates.update("ok", {"schedule": bad}, tenant="acme")
+        assert rates.load_plan("acme", currency="EUR").rates[0].schedule is None
+
+    def test_a_write_that_makes_the_plan_ambiguous_is_a_conflict(
+        self, rates: RateRepository
+    ) -> None:
+        rates.add(Rate("44", 1_000, tenant="acme", id="a"))
+        with pytest.raises(Conflict, match="ambiguous"):
+            rates.add(Rate("44", 2_000, tenant="acme", id="b"))
+        with pytest.raises(Conflict, match="ambiguous"):
+            rates.add_many([Rate("33", 1, tenant="acme"), Rate("44", 3, tenant="acme")])
+        with pytest.raises(Conflict, match="ambiguous"):
+            rates.add_many([Rate("33", 1, tenant="acme"), Rate("33", 2, tenant="acme")])
+        # Another priority, another tenant, an inactive rate or a disjoint window: fine.
+        rates.add(Rate("44", 2_000, tenant="acme", id="p1", priority=1))
+        rates.add(Rate("44", 2_000, tenant="other", id="o"))
+        rates.add(Rate("44", 2_000, tenant="acme", id="off", status="inactive"))
+        with pytest.raises(Conflict, match="ambiguous"):
+            rates.update("off", {"status": "active"}, tenant="acme")
+        with pytest.raises(Conflict, match="ambiguous"):
+            rates.replace(Rate("44", 9, tenant="acme", id="p1"))  # priority 0 now
+        rates.replace(Rate("44", 9, tenant="acme", id="p1", priority=1))
+        assert rates.count() == 4
+        plan = rates.load_plan("acme", currency="EUR")
+        assert sorted(r.id or "" for r in plan) == ["a", "off", "p1"]
+
+    def test_tenants_sharing_rate_ids_are_sealed(self, rates: RateRepository) -> None:
+        rates.add(Rate("44", 1, tenant="a", id="r1"))
+        rates.add(Rate("44", 2, tenant="b", id="r1"))  # not a Conflict: another deck
+        assert rates.get("r1", tenant="b").rate.per_minute_micros == 2
+        with pytest.raises(NotFound):
+            rates.get("r1")
+        rates.delete("r1", tenant="b")
+        assert rates.get("r1", tenant="a").rate.per_minute_micros == 1
+        assert [r.id for r in rates.load_plan("a", currency="EUR")] == ["r1"]
+        with pytest.raises(ValidationError, match="at"):
+            rates.load_plan("a", datetime(2026, 1, 1), currency="EUR")  # naive
+
+
+class RateRepositoryContract(RateRoundTripContract):
     """Behaviour every :class:`~cdrrating.repository.RateRepository` must show.
 
     Provide a ``make_rate_repository`` fixture like ``make_cdr_repository``.
@@ -770,7 +1197,7 @@ class RateRepositoryContract:
         assert stored.id
         assert stored.rate == Rate(**{**_fields(r), "id": stored.id})
         assert stored.created_at == clock()
-        assert rates.get(stored.id) == stored
+        assert rates.get(stored.id, tenant="acme") == stored
         with pytest.raises(Conflict):
             rates.add(stored.rate)
         with pytest.raises(NotFound):
