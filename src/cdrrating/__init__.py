@@ -5,25 +5,30 @@ they hold (``money``, ``cdr``, ``rates``, ``plan``, ``rating``). Importing this 
 imports no optional dependency.
 """
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
+from cdrrating._rules import normalise_number
+from cdrrating.batch import BatchResult, CostChange, DestinationTotal, RowError
 from cdrrating.cdr import CDR, Direction, Disposition
-from cdrrating.errors import CdrRatingError, Conflict, NotFound, PlanError, ValidationError
-from cdrrating.money import MICROS_PER_UNIT, Rounding, format_micros, round_micros, to_micros
-from cdrrating.plan import Finding, RatePlan, normalise_number
-from cdrrating.rates import Rate, RateStatus, Tier, parse_increment
-from cdrrating.rating import (
-    BatchResult,
-    Charge,
-    ChargeStatus,
-    CostChange,
-    DestinationTotal,
-    Rater,
-    Reason,
-    RowError,
-    rate,
+from cdrrating.charge import BandSegment, Charge, ChargeStatus, Reason
+from cdrrating.errors import (
+    CdrRatingError,
+    Conflict,
+    NotFound,
+    PlanError,
+    StorageError,
+    ValidationError,
 )
-from cdrrating.schedule import BandPolicy, BandSegment, Schedule
+from cdrrating.money import MICROS_PER_UNIT, Rounding, format_micros, round_micros, to_micros
+from cdrrating.plan import Finding, RatePlan
+from cdrrating.rates import Rate, RateStatus, Tier, parse_increment
+from cdrrating.rating import Rater, rate
+from cdrrating.schedule import BandPolicy, Schedule
+
+# The library logs what a host may want to see (rows rejected, batches stored, retries)
+# under "cdrrating"; it stays silent until the host configures logging.
+logging.getLogger("cdrrating").addHandler(logging.NullHandler())
 
 try:
     __version__ = version("cdrrating")
@@ -55,6 +60,7 @@ __all__ = [
     "Rounding",
     "RowError",
     "Schedule",
+    "StorageError",
     "Tier",
     "ValidationError",
     "__version__",
