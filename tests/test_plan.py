@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -165,3 +165,17 @@ def test_plan_error_names_rates_without_ids_distinctly() -> None:
     with pytest.raises(ValidationError) as info:
         RatePlan([Rate("44", 1_000), Rate("44", 1_200)], currency="EUR")
     assert "1000 micros/min" in str(info.value) and "1200 micros/min" in str(info.value)
+
+
+def test_a_number_that_is_only_an_access_prefix_is_invalid_on_any_deck() -> None:
+    # Plain digits are tried as dialled first; stripping the access prefix leaves nothing.
+    from cdrrating import CDR, rate  # noqa: PLC0415
+
+    plan = RatePlan([Rate("44", 1_000)], currency="EUR")
+    call = CDR(
+        call_id="c", started_at=datetime(2026, 1, 1, tzinfo=UTC), destination_number="00",
+        billsec=60,
+    )  # fmt: skip
+    assert plan.lookup("00") is None
+    assert rate(call, plan).reason is not None
+    assert rate(call, plan).reason.value == "INVALID_NUMBER"

@@ -128,44 +128,50 @@ class _Index:
 
     def match(self, number: str, at: datetime | None) -> tuple[str | None, Rate | None]:
         """rating-rules §5 for a dialled number: (the number normalised, or None if it is
-        not one; the rate that prices a call to it started at ``at``, or None)."""
+        not one; the rate that prices a call to it started at ``at``, or None).
+
+        One method on purpose: it is the look-up of every call, and a call per look-up
+        is a fifth of its cost (``benchmarks/bench_rating.py``).
+        """
         # isascii() first: it is O(1), isdigit() reads the string. A number of plain
         # digits is normal unless it starts with an access prefix; where no prefix of
         # the deck can match a number as dialled with one (raw_digits_ok), the test for
         # one waits until the number has missed.
-        if number.isascii() and number.isdigit():
-            if self.raw_digits_ok:
-                found = self.find(number, at)
-                if found is not None or not number.startswith(self.access):
-                    return number, found
-            elif not number.startswith(self.access):
-                return number, self.find(number, at)
-        normal = normalise_number(number, self.access)
-        if normal is None:
-            return None, None
-        return normal, self.find(normal, at)
-
-    def find(self, number: str, at: datetime | None) -> Rate | None:
-        """The rate for a normalised number (see :meth:`match`)."""
-        if self.heads:
-            entry = self.heads.get(number[:_HEAD], self.fallback)
-            if type(entry) is Rate:
-                return entry
-        else:
-            entry = self.fallback
+        normal = number
+        if not (number.isascii() and number.isdigit()) or (
+            not self.raw_digits_ok and number.startswith(self.access)
+        ):
+            maybe = normalise_number(number, self.access)
+            if maybe is None:
+                return None, None
+            normal = maybe
         buckets = self.buckets
-        # No check that length <= len(number) is needed: past the end the slice is the
-        # whole number, and if that is a prefix it is the longest possible match.
-        for length in entry:  # type: ignore[union-attr]
-            bucket = buckets.get(number[:length])
-            if bucket is None:
+        while True:
+            if self.heads:
+                entry = self.heads.get(normal[:_HEAD], self.fallback)
+                if type(entry) is Rate:
+                    return normal, entry
+            else:
+                entry = self.fallback
+            # No check that length <= len(normal) is needed: past the end the slice is
+            # the whole number, and if that is a prefix it is the longest possible match.
+            for length in entry:  # type: ignore[union-attr]
+                bucket = buckets.get(normal[:length])
+                if bucket is None:
+                    continue
+                if bucket is not _SEE_CANDIDATES:
+                    return normal, bucket
+                found = self.in_force(normal[:length], at)
+                if found is not None:
+                    return normal, found
+            if normal is number and self.raw_digits_ok and number.startswith(self.access):
+                # Dialled with an access prefix, kept for the first try: strip it once.
+                stripped = normalise_number(number, self.access)
+                if stripped is None:
+                    return None, None  # nothing but the access prefix: not a number
+                normal = stripped
                 continue
-            if bucket is not _SEE_CANDIDATES:
-                return bucket
-            found = self.in_force(number[:length], at)
-            if found is not None:
-                return found
-        return None
+            return normal, None
 
 
 def _in_force(bucket: tuple[Rate, ...], at: datetime) -> Rate | None:
