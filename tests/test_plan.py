@@ -177,5 +177,6 @@ def test_a_number_that_is_only_an_access_prefix_is_invalid_on_any_deck() -> None
         billsec=60,
     )  # fmt: skip
     assert plan.lookup("00") is None
-    assert rate(call, plan).reason is not None
-    assert rate(call, plan).reason.value == "INVALID_NUMBER"
+    reason = rate(call, plan).reason
+    assert reason is not None
+    assert reason.value == "INVALID_NUMBER"
