@@ -30,14 +30,20 @@ import sqlalchemy as sa
 
 from _machine import load
 from cdrrating import CDR
-from cdrrating.repository import (
-    CDR_COLUMNS,
+from cdrrating._storage.entities import (
     CDR_ENTITY,
-    UNRATED_OUTCOME,
-    Query,
-    cdr_values,
+)
+from cdrrating._storage.paging import (
     compile_query,
+)
+from cdrrating._storage.rows import (
+    CDR_COLUMNS,
+    UNRATED_OUTCOME,
+    cdr_values,
     stored_cdr,
+)
+from cdrrating.repository import (
+    Query,
 )
 from cdrrating.sql import SQLCDRRepository, Tables, define_tables, make_engine
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cdrrating._storage import rows as storage_rows
 from cdrrating.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REJECTED_ROWS, EXIT_USAGE, main
 
 pytest.importorskip("sqlalchemy")
 
-from cdrrating import repository
 from cdrrating.errors import ValidationError
 from cdrrating.sql import SQLRateRepository
 
@@ -147,14 +147,14 @@ def test_replace_is_one_transaction(
     assert run("import-rates", str(write(tmp_path / "v1.csv", DECK)), "--db", db)[0] == EXIT_OK
     before = stored(db)
     v2 = write(tmp_path / "v2.csv", HEAD + "44,UK,0.05,60/1\n33,France,0.03,1/1\n")
-    real = repository.rate_row
+    real = storage_rows.rate_row
 
     def failing(rate, created_us, updated_us, position=None):  # type: ignore[no-untyped-def]
         if rate.prefix == "33":  # the last statement: after the delete and the update
             raise ValidationError("prefix", "33", "a failure in the middle")
         return real(rate, created_us, updated_us, position)
 
-    monkeypatch.setattr(repository, "rate_row", failing)
+    monkeypatch.setattr(storage_rows, "rate_row", failing)
     code, _, err = run("rates", "replace", str(v2), "--db", db)
     assert code == EXIT_BAD_INPUT and "a failure in the middle" in err
     monkeypatch.undo()

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 sa = pytest.importorskip("sqlalchemy")
 
+from cdrrating._storage.entities import CDR_ENTITY  # noqa: E402
 from cdrrating.cdr import CDR  # noqa: E402
 from cdrrating.memory import MemoryCDRRepository  # noqa: E402
-from cdrrating.repository import CDR_ENTITY, CDRRepository, Query  # noqa: E402
+from cdrrating.repository import CDRRepository, Query  # noqa: E402
 from cdrrating.sql import SQLCDRRepository  # noqa: E402
 from cdrrating.testing.contract import KEY, T0, FakeClock  # noqa: E402
 from tests.test_storage_sql import Backend, _open  # noqa: E402

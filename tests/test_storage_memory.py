@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from cdrrating.memory import MemoryCDRRepository, MemoryRateRepository
-from cdrrating.repository import CDRRepository, Query, RateRepository
+from cdrrating.repository import (
+    CDRRepository,
+    Query,
+    RateRepository,
+)
 from cdrrating.testing.contract import (
     CDRRepositoryContract,
     FakeClock,

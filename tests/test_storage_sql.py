@@ -23,8 +23,8 @@ import pytest
 
 sa = pytest.importorskip("sqlalchemy")
 
+from cdrrating._storage.rows import CDR_COLUMNS  # noqa: E402
 from cdrrating.repository import (  # noqa: E402
-    CDR_COLUMNS,
     CDRRepository,
     Query,
     RateRepository,

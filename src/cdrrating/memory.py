@@ -14,45 +14,55 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from cdrrating._storage.entities import (
+    CDR_ENTITY,
+    RATE_ENTITY,
+)
+from cdrrating._storage.filters import (
+    evaluate,
+)
+from cdrrating._storage.paging import (
+    Compiled,
+    build_page,
+    check_batch_size,
+    compile_query,
+    now_micros,
+    plan_instant,
+    prune_cutoff,
+)
+from cdrrating._storage.records import (
+    T,
+)
+from cdrrating._storage.rows import (
+    TENANT_KEY,
+    cdr_row,
+    check_id,
+    check_plan,
+    check_same_tenant,
+    check_tenant,
+    late_start,
+    not_found,
+    patch_cdr,
+    patch_rate,
+    rate_row,
+    stored_cdr,
+    stored_rate,
+    tenant_key,
+    unpack_cdr,
+    unpack_rate,
+)
 from cdrrating.errors import Conflict, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate
 from cdrrating.repository import (
-    CDR_ENTITY,
-    RATE_ENTITY,
-    TENANT_KEY,
     CDRRecord,
     Clock,
-    Compiled,
     CursorCodec,
     Page,
     Query,
     StoredCDR,
     StoredRate,
-    T,
-    build_page,
-    cdr_row,
-    check_batch_size,
-    check_id,
-    check_plan,
-    check_same_tenant,
-    check_tenant,
-    compile_query,
-    evaluate,
-    late_start,
-    not_found,
-    now_micros,
-    patch_cdr,
-    patch_rate,
-    plan_instant,
-    prune_cutoff,
-    rate_row,
-    stored_cdr,
-    stored_rate,
     system_clock,
-    tenant_key,
-    unpack_cdr,
-    unpack_rate,
 )
 
 __all__ = ["MemoryCDRRepository", "MemoryRateRepository"]

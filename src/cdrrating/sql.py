@@ -43,47 +43,55 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from cdrrating._storage.entities import (
+    CDR_ENTITY,
+    RATE_ENTITY,
+)
+from cdrrating._storage.filters import (
+    Node,
+)
+from cdrrating._storage.paging import (
+    Compiled,
+    build_page,
+    check_batch_size,
+    compile_query,
+    now_micros,
+    plan_instant,
+    prune_cutoff,
+)
+from cdrrating._storage.rows import (
+    CDR_COLUMNS,
+    RATE_COLUMNS,
+    TENANT_KEY,
+    cdr_row,
+    cdr_values,
+    check_id,
+    check_plan,
+    check_same_tenant,
+    check_tenant,
+    not_found,
+    patch_cdr,
+    patch_rate,
+    rate_row,
+    stored_cdr,
+    stored_rate,
+    tenant_key,
+    unpack_cdr,
+    unpack_rate,
+)
 from cdrrating.errors import Conflict, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate
 from cdrrating.repository import (
-    CDR_COLUMNS,
-    CDR_ENTITY,
-    RATE_COLUMNS,
-    RATE_ENTITY,
-    TENANT_KEY,
     CDRRecord,
     Clock,
-    Compiled,
     CursorCodec,
-    Node,
     Page,
     Query,
     StorageError,
     StoredCDR,
     StoredRate,
-    build_page,
-    cdr_row,
-    cdr_values,
-    check_batch_size,
-    check_id,
-    check_plan,
-    check_same_tenant,
-    check_tenant,
-    compile_query,
-    not_found,
-    now_micros,
-    patch_cdr,
-    patch_rate,
-    plan_instant,
-    prune_cutoff,
-    rate_row,
-    stored_cdr,
-    stored_rate,
     system_clock,
-    tenant_key,
-    unpack_cdr,
-    unpack_rate,
 )
 
 __all__ = [
@@ -650,7 +658,7 @@ class _Base:
 
 
 def _late_start(stored: sa.ColumnElement[Any], incoming: sa.ColumnElement[Any]) -> Any:
-    """:func:`cdrrating.repository.late_start` in SQL: a start row arriving over a
+    """:func:`cdrrating.storage_rows.late_start` in SQL: a start row arriving over a
     completed row."""
     return sa.and_(stored == sa.false(), incoming == sa.true())
 

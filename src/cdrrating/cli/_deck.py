@@ -4,7 +4,7 @@
 ``delete`` removes some or all of a tenant's rates. Each writes in one transaction:
 the rate repositories offer one transaction per call, so until they offer a whole-deck
 write this module issues the statements itself, on the repository's own engine, tables
-and row conversion (``repository.rate_row``/``stored_rate``), so the stored form has one
+and row conversion (``storage_rows.rate_row``/``stored_rate``), so the stored form has one
 home still.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import attrs
 
 from cdrrating import repository
+from cdrrating._storage import rows as storage_rows
 from cdrrating.errors import ValidationError
 from cdrrating.money import format_micros
 from cdrrating.plan import RatePlan
@@ -210,9 +211,9 @@ def _write(repo: Any, tenant: str | None, read: Sequence[Any], changes: DeckChan
     import sqlalchemy as sa  # noqa: PLC0415 - the optional [sql] extra, present with a repo
 
     table = repo.tables.rates
-    now = repository.to_micros_epoch(datetime.now(UTC))
+    now = storage_rows.to_micros_epoch(datetime.now(UTC))
     tenant_is = table.c.tenant.is_(None) if tenant is None else table.c.tenant == tenant
-    expected = {s.rate.id: repository.to_micros_epoch(s.updated_at) for s in read}
+    expected = {s.rate.id: storage_rows.to_micros_epoch(s.updated_at) for s in read}
     writer = repo.engine.execution_options(cdrrating_write=True)
     with writer.begin() as conn:
         current = {
@@ -230,8 +231,8 @@ def _write(repo: Any, tenant: str | None, read: Sequence[Any], changes: DeckChan
         for stored in changes.removed:
             conn.execute(sa.delete(table).where(table.c.id == stored.rate.id, tenant_is))
         for stored, rate in changes.changed:
-            created = repository.to_micros_epoch(stored.created_at)
-            values = repository.rate_row(rate, created, now)
+            created = storage_rows.to_micros_epoch(stored.created_at)
+            values = storage_rows.rate_row(rate, created, now)
             for key in ("id", "created_at_us"):
                 values.pop(key)
             conn.execute(sa.update(table).where(table.c.id == rate.id, tenant_is).values(values))
@@ -239,7 +240,7 @@ def _write(repo: Any, tenant: str | None, read: Sequence[Any], changes: DeckChan
             try:
                 conn.execute(
                     sa.insert(table),
-                    [repository.rate_row(r, now, now, i) for i, r in enumerate(changes.added)],
+                    [storage_rows.rate_row(r, now, now, i) for i, r in enumerate(changes.added)],
                 )
             except sa.exc.IntegrityError:
                 # The ids of one tenant's deck are unique; this one is another tenant's.

@@ -18,6 +18,7 @@ import attrs
 
 from cdrrating import repository
 from cdrrating._progress import Progress
+from cdrrating._storage import entities as storage_entities
 from cdrrating.errors import Conflict, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate
@@ -49,7 +50,7 @@ from ._rate import estimated_total
 
 #: Every field of a stored CDR, in the storage layer's order (its own list, so that a
 #: field it adds is exported too).
-_RECORD_FIELDS = tuple(repository.CDR_ENTITY.fields)
+_RECORD_FIELDS = tuple(storage_entities.CDR_ENTITY.fields)
 
 _TABLE_FIELDS = (
     "call_id", "started_at", "destination_number", "direction", "disposition", "billsec",

@@ -35,6 +35,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdrrating._storage.entities import (
+    CDR_ENTITY,
+)
 from cdrrating.cdr import CDR
 from cdrrating.charge import ChargeStatus, Reason
 from cdrrating.errors import Conflict, NotFound, ValidationError
@@ -42,7 +45,6 @@ from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate, Tier
 from cdrrating.rating import rate
 from cdrrating.repository import (
-    CDR_ENTITY,
     MAX_LIMIT,
     CDRRepository,
     Page,
