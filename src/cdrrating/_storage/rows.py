@@ -281,22 +281,24 @@ def _encodes(text: str) -> bool:
     return True
 
 
+def _time_cell(row: Mapping[Any, Any], name: str) -> datetime | None:
+    """A stored time column (microseconds since the epoch, or null) as a datetime."""
+    value = row[name]
+    return from_micros_epoch(value) if value is not None else None
+
+
 _CDR_CHECKED = tuple(f for f in CDR_ENTITY.fields.values() if f.kind is not Kind.JSON)
 
 
 def stored_cdr(row: Mapping[Any, Any]) -> StoredCDR:
     """The inverse of :func:`cdr_row` (timestamps come back in UTC)."""
 
-    def ts(name: str) -> datetime | None:
-        v = row[name]
-        return from_micros_epoch(v) if v is not None else None
-
     extra = row["extra"]
     cdr = CDR(
         call_id=row["call_id"],
         started_at=from_micros_epoch(row["started_at_us"]),
-        answered_at=ts("answered_at_us"),
-        ended_at=ts("ended_at_us"),
+        answered_at=_time_cell(row, "answered_at_us"),
+        ended_at=_time_cell(row, "ended_at_us"),
         destination_number=row["destination_number"],
         caller_number=row["caller_number"],
         direction=row["direction"],
@@ -422,10 +424,6 @@ _RATE_CHECKED = tuple(f for f in RATE_ENTITY.fields.values() if f.kind is not Ki
 
 
 def stored_rate(row: Mapping[Any, Any]) -> StoredRate:
-    def ts(name: str) -> datetime | None:
-        v = row[name]
-        return from_micros_epoch(v) if v is not None else None
-
     rate = Rate(
         row["prefix"],
         row["per_minute_micros"],
@@ -439,8 +437,8 @@ def stored_rate(row: Mapping[Any, Any]) -> StoredRate:
         priority=row["priority"],
         status=row["status"],
         direction=row["direction"],
-        valid_from=ts("valid_from_us"),
-        valid_until=ts("valid_until_us"),
+        valid_from=_time_cell(row, "valid_from_us"),
+        valid_until=_time_cell(row, "valid_until_us"),
         destination=row["destination"],
         id=row["id"],
         tenant=row["tenant"],
