@@ -11,9 +11,6 @@ import attrs
 
 from cdrrating.cdr import Direction, Disposition
 from cdrrating.charge import ChargeStatus, Reason
-from cdrrating.errors import (
-    ValidationError,
-)
 from cdrrating.rates import RateStatus
 
 # -- fields: one description shared by every adapter ---------------------------------------
@@ -61,28 +58,6 @@ class Entity:
     enum_search: tuple[tuple[str, tuple[str, ...]], ...]  # searched by value set
 
 
-def _charge_status(v: Any) -> ChargeStatus:
-    if isinstance(v, ChargeStatus):
-        return v
-    if isinstance(v, str):
-        try:
-            return ChargeStatus(v.strip().upper())
-        except ValueError:
-            pass
-    raise ValidationError("status", v, "one of " + ", ".join(m.value for m in ChargeStatus))
-
-
-def _reason(v: Any) -> Reason:
-    if isinstance(v, Reason):
-        return v
-    if isinstance(v, str):
-        try:
-            return Reason(v.strip().upper())
-        except ValueError:
-            pass
-    raise ValidationError("reason", v, "one of " + ", ".join(m.value for m in Reason))
-
-
 def _fmap(*fields: Field) -> dict[str, Field]:
     return {f.name: f for f in fields}
 
@@ -110,8 +85,8 @@ CDR_ENTITY = Entity(
         Field("queue_id", Kind.STR, nullable=True, max_len=255),
         Field("agent_id", Kind.STR, nullable=True, max_len=255),
         Field("cost_micros", Kind.INT, nullable=True),
-        Field("status", Kind.ENUM, nullable=True, max_len=32, parse=_charge_status),
-        Field("reason", Kind.ENUM, nullable=True, max_len=32, parse=_reason),
+        Field("status", Kind.ENUM, nullable=True, max_len=32, parse=ChargeStatus.parse),
+        Field("reason", Kind.ENUM, nullable=True, max_len=32, parse=Reason.parse),
         Field("prefix", Kind.STR, nullable=True, max_len=50),
         Field("billed_seconds", Kind.INT, nullable=True),
         Field("in_progress", Kind.BOOL),

@@ -16,8 +16,6 @@ from cdrrating._storage.entities import (
     RATE_ENTITY,
     Field,
     Kind,
-    _charge_status,
-    _reason,
     fold,
 )
 from cdrrating._storage.records import (
@@ -466,9 +464,9 @@ def patch_cdr(stored: StoredCDR, changes: Mapping[str, Any]) -> tuple[CDR, Outco
     prefix, billed = stored.prefix, stored.billed_seconds
     for name, value in changes.items():
         if name == "status":
-            status = _charge_status(value) if value is not None else None
+            status = ChargeStatus.parse(value) if value is not None else None
         elif name == "reason":
-            reason = _reason(value) if value is not None else None
+            reason = Reason.parse(value) if value is not None else None
         elif name == "prefix":
             if value is not None and not isinstance(value, str):
                 raise ValidationError("prefix", value, "a str or None")
