@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdrrating._bands import Clock, Scheduled
 from cdrrating._rules import in_window, normalise_number
@@ -189,6 +189,29 @@ def _probes(number: str, lengths: tuple[int, ...], buckets: dict[str, Any]) -> i
     return len(lengths)
 
 
+def _indexes(
+    rates: Iterable[Rate], clock: Clock, access_prefixes: tuple[str, ...]
+) -> dict[Direction, _Index]:
+    # ``rates`` are sorted by (prefix, direction, -priority, ...): every group the
+    # rules care about is a run of neighbours, so one pass finds them all.
+    active: dict[Direction, list[tuple[str, list[Rate]]]] = defaultdict(list)
+    directions: set[Direction] = set()
+    last: tuple[str, Direction] | None = None
+    run: list[Rate] = []
+    for rate in rates:
+        directions.add(rate.direction)
+        if rate.status is not RateStatus.ACTIVE:
+            continue
+        key = (rate.prefix, rate.direction)
+        if key != last:
+            run = [rate]
+            active[rate.direction].append((rate.prefix, run))
+            last = key
+        else:
+            run.append(rate)
+    return {d: _Index(active.get(d, ()), clock, access_prefixes) for d in directions}
+
+
 class Compiled:
     """A plan's rates grouped for rating: what both engines read.
 
@@ -198,7 +221,10 @@ class Compiled:
     of the same groups, built on first use and kept.
     """
 
-    __slots__ = ("_lock", "_table", "clock", "indexes")
+    __slots__ = ("_access", "_lock", "_source", "_table", "clock", "indexes")
+
+    _source: Callable[[], Iterable[Rate]]
+    _access: tuple[str, ...]
 
     def __init__(
         self,
@@ -206,27 +232,47 @@ class Compiled:
         clock: Clock,
         access_prefixes: tuple[str, ...],
     ) -> None:
-        # ``rates`` are sorted by (prefix, direction, -priority, ...): every group the
-        # rules care about is a run of neighbours, so one pass finds them all.
-        active: dict[Direction, list[tuple[str, list[Rate]]]] = defaultdict(list)
-        directions: set[Direction] = set()
-        last: tuple[str, Direction] | None = None
-        run: list[Rate] = []
-        for rate in rates:
-            directions.add(rate.direction)
-            if rate.status is not RateStatus.ACTIVE:
-                continue
-            key = (rate.prefix, rate.direction)
-            if key != last:
-                run = [rate]
-                active[rate.direction].append((rate.prefix, run))
-                last = key
-            else:
-                run.append(rate)
         self.clock = clock
-        self.indexes = {d: _Index(active.get(d, ()), clock, access_prefixes) for d in directions}
+        self.indexes = _indexes(rates, clock, access_prefixes)
         self._table: Any = None  # a cdrrating._table_plan.TablePlan, once built
-        self._lock = threading.Lock()
+        # Re-entrant: building the table form reads ``indexes``, which a loaded plan
+        # builds under the same lock.
+        self._lock = threading.RLock()
+
+    @classmethod
+    def deferred(
+        cls,
+        rates: Callable[[], Iterable[Rate]],
+        clock: Clock,
+        access_prefixes: tuple[str, ...],
+        table: Any,
+    ) -> Compiled:
+        """A plan loaded from a pickle: ``indexes`` is built from ``rates()`` when
+        first read (a worker that only rates tables never needs it), ``table`` is the
+        table form that came with the plan, or None."""
+        self = cls.__new__(cls)
+        self.clock = clock
+        self._source = rates
+        self._access = access_prefixes
+        self._table = table
+        self._lock = threading.RLock()
+        return self
+
+    if not TYPE_CHECKING:  # to mypy every other attribute stays checked
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only while a slot is unset: ``indexes`` of a deferred plan, once.
+            # Once set, the slot is read directly: the rating path pays nothing for this.
+            if name != "indexes":
+                raise AttributeError(name)
+            with self._lock:
+                try:
+                    return object.__getattribute__(self, "indexes")
+                except AttributeError:
+                    pass
+                indexes = _indexes(self._source(), self.clock, self._access)
+                self.indexes = indexes
+                return indexes
 
     def shared(self) -> list[tuple[Rate, ...]]:
         """The groups of more than one active rate (one prefix and direction): the only

@@ -5,17 +5,18 @@ from __future__ import annotations
 import itertools
 import operator
 import re
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import pygtrie  # type: ignore[import-untyped]  # pygtrie ships no type information
 
-from cdrrating import _html
+from cdrrating import _html, _wire
 from cdrrating._bands import Clock, can_be_in_force, gaps
 from cdrrating._compiled import Compiled
 from cdrrating._rules import normalise_number
@@ -178,7 +179,11 @@ class RatePlan:
 
     _compiled: Compiled = attrs.field(init=False, repr=False)
     _trie: pygtrie.CharTrie | None = attrs.field(init=False, repr=False)
-    _trie_lock: threading.Lock = attrs.field(init=False, repr=False)
+    # Re-entrant: building the trie reads ``rates``, which a loaded plan makes under it.
+    _lock: threading.RLock = attrs.field(init=False, repr=False)
+    _hash: str | None = attrs.field(init=False, repr=False)  # content_hash, once computed
+    # A plan loaded from a pickle: the payload it came from (see ``__reduce_ex__``).
+    _wire: tuple[Any, ...] | None = attrs.field(init=False, repr=False)
 
     @currency.validator
     def _check_currency(self, _attr: Any, value: Any) -> None:
@@ -219,7 +224,9 @@ class RatePlan:
             _check_ambiguity(list(group), clock, overlaps)
         object.__setattr__(self, "_compiled", compiled)
         object.__setattr__(self, "_trie", None)
-        object.__setattr__(self, "_trie_lock", threading.Lock())
+        object.__setattr__(self, "_lock", threading.RLock())
+        object.__setattr__(self, "_hash", None)
+        object.__setattr__(self, "_wire", None)
 
     @property
     def _prefix_trie(self) -> pygtrie.CharTrie:
@@ -230,7 +237,7 @@ class RatePlan:
         """
         trie = self._trie
         if trie is None:
-            with self._trie_lock:
+            with self._lock:
                 trie = self._trie
                 if trie is None:
                     trie = pygtrie.CharTrie()
@@ -308,6 +315,9 @@ class RatePlan:
         return tuple(found)
 
     def __len__(self) -> int:
+        wire = self._wire
+        if wire is not None:
+            return int(wire[1]["count"])  # without making the rates of a loaded plan
         return len(self.rates)
 
     def __iter__(self) -> Iterator[Rate]:
@@ -316,7 +326,7 @@ class RatePlan:
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
         return (
-            f"RatePlan({label}{len(self.rates)} rates, {self.currency}, "
+            f"RatePlan({label}{len(self)} rates, {self.currency}, "
             f"rounding={self.rounding.value}, quantum_micros={self.quantum_micros}"
             + (f", timezone={self.timezone!r}" if self.timezone != "UTC" else "")
             + ")"
@@ -352,6 +362,16 @@ class RatePlan:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RatePlan):
             return NotImplemented
+        if other is self:
+            return True
+        if self._hash is not None or other._hash is not None:
+            # The content hash encodes every field equality compares but the name, so
+            # where one side has it (a loaded plan always does) it decides, and the
+            # rates of a loaded plan are never made just to be compared.
+            return self.name == other.name and self.content_hash == other.content_hash
+        return self._fields_equal(other)
+
+    def _fields_equal(self, other: RatePlan) -> bool:
         return (
             self.rates == other.rates
             and self.currency == other.currency
@@ -365,6 +385,128 @@ class RatePlan:
         )
 
     __hash__ = object.__hash__
+
+    # -- identity and shipping -----------------------------------------------------------
+
+    @property
+    def content_hash(self) -> str:
+        """A hex sha256 of everything that prices a call: every field of every rate
+        (windows as instants), the currency, rounding, quantum, access prefixes, time
+        zone, holidays and band policy; not the ``name``.
+
+        Computed once and kept. It is the same in every process and Python version
+        (no hash seed takes part), so it can be logged to say which plan priced a batch.
+        """
+        digest = self._hash
+        if digest is None:
+            digest = _wire.content_hash(self._settings(), _wire.transpose(self.rates))
+            object.__setattr__(self, "_hash", digest)
+        return digest
+
+    def __dask_tokenize__(self) -> tuple[str, str, str]:
+        """Dask's token for the plan: its content hash and name (equal plans, equal
+        tokens), instead of hashing a pickle of it."""
+        return ("cdrrating.RatePlan", self.content_hash, self.name)
+
+    def _settings(self) -> dict[str, Any]:
+        """The plan-wide fields that take part in pricing, as JSON values."""
+        return {
+            "currency": self.currency,
+            "rounding": self.rounding.value,
+            "quantum_micros": self.quantum_micros,
+            "access_prefixes": list(self.access_prefixes),
+            "timezone": self.timezone,
+            "holidays": {k: sorted(d.isoformat() for d in v) for k, v in self.holidays.items()},
+            "band_policy": self.band_policy.value,
+        }
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        """Pickle as columns of rate fields plus the table form when it is built (or
+        numpy is installed to build it): no lock, no index, nothing to rebuild."""
+        wire = self._wire
+        if wire is not None:
+            return (RatePlan._from_wire, (_wire.reship(wire, int(protocol)),))
+        fields = _wire.transpose(self.rates)
+        settings = self._settings()
+        if self._hash is None:
+            object.__setattr__(self, "_hash", _wire.content_hash(settings, fields))
+        table = self._compiled._table
+        if table is None and _wire.has_numpy():
+            table = self._compiled.table(self)
+        header = {
+            **settings,
+            "name": self.name,
+            "count": len(self.rates),
+            "byteorder": sys.byteorder,
+        }
+        payload = (
+            _wire.FORMAT,
+            header,
+            _wire.encode_rates(fields, int(protocol)),
+            None if table is None else _wire.encode_table(table, self.rates, fields),
+            self._hash,
+        )
+        return (RatePlan._from_wire, (payload,))
+
+    def __copy__(self) -> RatePlan:
+        return self  # immutable: a copy would be this plan again, at a pickle's cost
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RatePlan:
+        return self
+
+    @classmethod
+    def _from_wire(cls, payload: tuple[Any, ...]) -> RatePlan:
+        """A plan from ``__reduce_ex__``'s payload: rates are made from the columns on
+        first use, the index on first object-engine look-up; the table form is ready."""
+        if not isinstance(payload, tuple) or not payload or payload[0] != _wire.FORMAT:
+            found = payload[0] if isinstance(payload, tuple) and payload else payload
+            raise _wire.WireError(
+                f"a pickled RatePlan of format {_wire.FORMAT}, not {found!r}: pickle and "
+                "load it with the same version of cdrrating"
+            )
+        _format, header, _columns, table_state, digest = payload
+        self = object.__new__(cls)
+        put = object.__setattr__
+        holidays = {k: frozenset(map(date.fromisoformat, v)) for k, v in header["holidays"].items()}
+        access = tuple(header["access_prefixes"])
+        put(self, "currency", header["currency"])
+        put(self, "rounding", Rounding(header["rounding"]))
+        put(self, "quantum_micros", header["quantum_micros"])
+        put(self, "access_prefixes", access)
+        put(self, "name", header["name"])
+        put(self, "timezone", header["timezone"])
+        put(self, "holidays", holidays)
+        put(self, "band_policy", BandPolicy(header["band_policy"]))
+        put(self, "_trie", None)
+        put(self, "_lock", threading.RLock())
+        put(self, "_hash", digest)
+        put(self, "_wire", payload)
+        clock = Clock(ZoneInfo(header["timezone"]), holidays)
+        compiled = Compiled.deferred(lambda: self.rates, clock, access, None)
+        if table_state is not None:
+            compiled._table = _wire.decode_table(table_state, self, compiled, _columns, header)
+        put(self, "_compiled", compiled)
+        return self
+
+    if not TYPE_CHECKING:  # to mypy every other attribute stays checked
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only while a slot is unset: ``rates`` of a loaded plan, made from
+            # its payload once; then the slot is read directly.
+            if name != "rates":
+                raise AttributeError(name)
+            wire = object.__getattribute__(self, "_wire")
+            if wire is None:
+                raise AttributeError(name)
+            with self._lock:
+                try:
+                    return object.__getattribute__(self, "rates")
+                except AttributeError:
+                    pass
+                header = wire[1]
+                rates = _wire.decode_rates(wire[2], header["count"], header["byteorder"])
+                object.__setattr__(self, "rates", rates)
+                return rates
 
     # -- checking ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from cdrrating import _rules
+from cdrrating import _rules, _wire
 from cdrrating._bands import Band, Scheduled, bands, gap_error, lay, tiers_of
 from cdrrating._progress import Progress, ProgressArg
 from cdrrating.batch import BatchResult, CostChange, DestinationTotal, RowError
@@ -199,6 +199,25 @@ class Rater:
             t: c + tuple(p for p in self._default if all(p is not q for q in c))
             for t, c in self._plans.items()
         }
+        self._hash: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """A hex sha256 of what decides a charge: the content hash of each plan of the
+        default chain and of each tenant's chain, in order (plan names take no part).
+        Computed once; the same in every process."""
+        if self._hash is None:
+            self._hash = _wire.rater_hash(
+                [p.content_hash for p in self._default],
+                {t: [p.content_hash for p in c] for t, c in self._chains.items()},
+            )
+        return self._hash
+
+    def __dask_tokenize__(self) -> tuple[str, str, tuple[tuple[str, ...], ...]]:
+        """Dask's token: the content hash, and the names of the plans it charges with."""
+        names = [tuple(p.name for p in self._default)]
+        names += [tuple(p.name for p in self._chains[t]) for t in _wire.tenant_order(self._chains)]
+        return ("cdrrating.Rater", self.content_hash, tuple(names))
 
     def chain(self, tenant: str | None) -> tuple[RatePlan, ...]:
         """The plans tried, in order, for a CDR of ``tenant``."""
