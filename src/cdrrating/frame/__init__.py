@@ -7,6 +7,11 @@ result equals what :func:`cdrrating.rate` / :meth:`cdrrating.Rater.rate` give fo
 CDR that ``CDR.from_mapping`` builds from the row (its non-null cells); a row that
 ``CDR.from_mapping`` would refuse gets status ``ERROR`` and a message in ``error``.
 
+For pipelines: ``rate_batches`` / ``rate_reader`` rate a stream of Arrow record batches
+one batch at a time, ``output_schema`` gives the result's schema before any row is
+rated, and the options ``columns=``, ``strings="plain"`` and ``threads=`` choose the
+added columns, plain strings instead of dictionaries, and threads to rate on.
+
 How it is fast, and why it cannot disagree with ``rate()``: the plan is compiled once
 (cached on the plan) into the form both engines read; this module looks numbers up in
 its numpy arrays (a direct-address table over the first six digits, then one
@@ -19,10 +24,10 @@ functions, one by one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal, TypeVar, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 try:
     import numpy  # noqa: F401  # imported here so that a missing one names the extra
@@ -36,24 +41,26 @@ except ImportError as _error:  # pragma: no cover - exercised by the import test
     ) from _error
 
 from cdrrating.errors import ValidationError
-from cdrrating.frame._columns import (
-    INPUT_COLUMNS,
-    REQUIRED_COLUMNS,
-    _as_arrow_array,
-    _read_columns,
-    _to_arrow,
-)
-from cdrrating.frame._engine import chains_of, rate_columns
-from cdrrating.frame._output import OUTPUT_COLUMNS, _from_arrow
+from cdrrating.frame._columns import INPUT_COLUMNS, REQUIRED_COLUMNS, _as_arrow_array, _to_arrow
+from cdrrating.frame._driver import output_schema_of, rate_arrow
+from cdrrating.frame._engine import chains_of
+from cdrrating.frame._options import check_strings, options, output_columns
+from cdrrating.frame._output import ALL_OUTPUT_COLUMNS, OUTPUT_COLUMNS, STRINGS, _from_arrow
+from cdrrating.frame._stream import rate_batches, rate_reader
 from cdrrating.money import MICROS_PER_UNIT, to_micros
 from cdrrating.plan import RatePlan
 from cdrrating.rating import Rater
 
 __all__ = [
+    "ALL_OUTPUT_COLUMNS",
     "INPUT_COLUMNS",
     "OUTPUT_COLUMNS",
     "REQUIRED_COLUMNS",
+    "STRINGS",
     "micros_column",
+    "output_schema",
+    "rate_batches",
+    "rate_reader",
     "rate_table",
 ]
 
@@ -70,6 +77,9 @@ def rate_table(
     errors: Literal["report", "raise"] = "report",
     assume_tz: str | None = None,
     destination: bool = False,
+    columns: Iterable[str] | None = None,
+    strings: Literal["dictionary", "plain"] = "dictionary",
+    threads: int = 1,
 ) -> TableT:
     """Rate a table of CDRs: a pandas DataFrame, a pyarrow Table or a polars DataFrame.
 
@@ -114,31 +124,56 @@ def rate_table(
     whose columns are unusable as a whole (a missing required column, naive timestamps
     without ``assume_tz``, float seconds) raises at once, whatever ``errors`` says. A
     call ``rate()`` would refuse (a step in a schedule gap) is a bad row here.
+
+    Options for pipelines: ``columns`` names the output columns to add (out of
+    ``ALL_OUTPUT_COLUMNS``; they come in that order whatever order they are named in;
+    input columns are always passed through and only the added ones replace input
+    columns of their names). ``strings="plain"`` gives plain string columns instead of
+    dictionary-encoded ones (Spark's Arrow readers take no dictionaries); a dictionary
+    holds only the values its rows use, in the order they first use them.
+    ``threads=n`` rates n slices of the table at once on n threads; the result is the
+    same table as with one, and ``errors="raise"`` still names the first bad row.
+    :func:`output_schema` gives the schema of the result for an Arrow input.
     """
-    if errors not in ("report", "raise"):
-        raise ValidationError("errors", errors, "'report' or 'raise'")
-    if assume_tz is not None:
-        try:
-            ZoneInfo(assume_tz)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValidationError(
-                "assume_tz", assume_tz, "an IANA time zone name such as 'Europe/Berlin'"
-            ) from None
+    opts = options(
+        errors=errors,
+        assume_tz=assume_tz,
+        destination=destination,
+        columns=columns,
+        strings=strings,
+        threads=threads,
+    )
     kind, table = _to_arrow(data)
-    chains, tenant_of = chains_of(plan_or_rater)
-    columns = _read_columns(table, assume_tz)
-    result = rate_columns(columns, chains, tenant_of)
-    if errors == "raise" and result.error_rows.size:
-        position = int(result.error_rows[0])
-        field, value, expected = result.error_details[0]
-        raise ValidationError(
-            f"row {position}: {field}",
-            value,
-            f"{expected} ({result.error_rows.size} bad row(s) in all; "
-            "errors='report' marks each one with status ERROR)",
-        )
-    out = result.to_arrow(destination=destination)
+    chains_of(plan_or_rater)  # a bad plan argument is refused before any work
+    if opts.threads == 1 or table.num_rows < 2:
+        out = rate_arrow(table, plan_or_rater, opts)
+    else:
+        with ThreadPoolExecutor(opts.threads, thread_name_prefix="cdrrating") as pool:
+            out = rate_arrow(table, plan_or_rater, opts, pool=pool)
     return cast(TableT, _from_arrow(kind, data, out))
+
+
+def output_schema(
+    input_schema: pa.Schema,
+    *,
+    columns: Iterable[str] | None = None,
+    strings: Literal["dictionary", "plain"] = "dictionary",
+    destination: bool = False,
+) -> pa.Schema:
+    """The schema of what :func:`rate_table` and :func:`rate_batches` return for Arrow
+    input of ``input_schema``, with the same ``columns``, ``strings`` and
+    ``destination`` options: a pipeline can declare its output before rating.
+
+    The input fields come first, in their order (those named as an added column are
+    dropped), then the added columns, every one nullable: ``cost_micros`` and
+    ``billed_seconds`` int64, the text columns ``dictionary<values=string,
+    indices=int32>`` (or ``string`` with ``strings="plain"``). The schema's metadata is
+    the input's. The input schema itself is not checked here; rating checks it.
+    """
+    if not isinstance(input_schema, pa.Schema):
+        raise ValidationError("input_schema", input_schema, "a pyarrow Schema")
+    check_strings(strings)
+    return output_schema_of(input_schema, output_columns(columns, destination), strings)
 
 
 def micros_column(values: Any, *, field: str = "amount") -> pa.Array:
