@@ -319,6 +319,7 @@ def test_read_cdrs_knows_every_format_name() -> None:
         "platform-json",
         "csv",
         "json",
+        "parquet",
     }
     with pytest.raises(ValueError, match="one of asterisk"):
         read_cdrs("x.csv", "nope")

@@ -15,7 +15,13 @@ from typing import Any, TextIO
 from cdrrating._progress import Progress, ProgressArg, shows_bar
 from cdrrating._validate import parse_timestamp
 from cdrrating.errors import ValidationError
-from cdrrating.formats import CHARGE_COLUMNS, Reader, charge_record
+from cdrrating.formats import CHARGE_COLUMNS, Reader, charge_record, write_records
+from cdrrating.formats.parquet import (
+    DEFAULT_ROW_GROUP_SIZE,
+    is_parquet_path,
+    require_pyarrow,
+    write_charges_parquet,
+)
 from cdrrating.money import Rounding, format_micros
 from cdrrating.plan import RatePlan
 from cdrrating.rates import RateStatus
@@ -33,11 +39,14 @@ from ._common import (
     add_deck_options,
     add_format_option,
     add_text_options,
+    cdr_format,
     cdr_reader,
     clip,
+    count,
     currency_code,
     emit,
     first_of_each_call,
+    need_pyarrow,
     open_repository,
     read_deck,
     reject_stream,
@@ -226,10 +235,16 @@ _CHARGE_TABLE = (
 
 
 def estimated_total(args: argparse.Namespace, progress: ProgressArg) -> int | None:
-    """The number of records in the CDR file, when a bar will show it and the format has
-    one record a line: counting lines costs a fast pass over the file."""
-    header = _LINE_FORMATS.get(args.cdr_format)
-    if header is None or args.cdrs == "-" or not shows_bar(progress):
+    """The number of records in the CDR file, when a bar will show it and the format
+    tells it cheaply: a Parquet file's footer counts its rows; for a format with one
+    record a line, counting lines costs a fast pass over the file."""
+    fmt = cdr_format(args)
+    if args.cdrs == "-" or not shows_bar(progress):
+        return None
+    if fmt == "parquet":
+        return _parquet_rows(args.cdrs)
+    header = _LINE_FORMATS.get(fmt)
+    if header is None:
         return None
     try:
         with Path(args.cdrs).open("rb") as handle:
@@ -237,6 +252,15 @@ def estimated_total(args: argparse.Namespace, progress: ProgressArg) -> int | No
     except OSError:
         return None  # the reader reports it, with the words it uses for every input
     return max(lines - header, 0)
+
+
+def _parquet_rows(path: str) -> int | None:
+    try:
+        _, pq = require_pyarrow()
+        rows: int = pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # only a bar's total: the reader reports a bad file itself
+        return None
+    return rows
 
 
 def _rated(
@@ -292,8 +316,76 @@ def _print_charges(charges: Iterable[Charge], args: argparse.Namespace, out: Tex
     )
 
 
+#: ``--output-format`` choices; without one the file name tells (``*.parquet``/``*.pq``,
+#: ``*.jsonl``, ``*.json``), else csv.
+CHARGE_FILE_FORMATS = ("csv", "jsonl", "json", "parquet")
+
+
+def output_format(args: argparse.Namespace) -> str:
+    """The format of the ``--output`` file."""
+    given: str | None = args.output_format
+    if given is not None:
+        return given
+    name = args.output.lower()
+    if is_parquet_path(name):
+        return "parquet"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    return "json" if name.endswith(".json") else "csv"
+
+
+def _write_charge_file(charges: Iterable[Charge], args: argparse.Namespace) -> int:
+    """Write ``charges`` (consumed as they come) to ``--output``, whole or not at all: to
+    a hidden file beside it, renamed when complete."""
+    path = Path(args.output)
+    fmt = output_format(args)
+    try:
+        if fmt == "parquet":
+            return write_charges_parquet(charges, path, row_group_size=args.row_group_size)
+        temp = path.with_name(f".{path.name}.tmp")
+        try:
+            with temp.open("w", encoding="utf-8", newline="") as handle:
+                written = write_records(
+                    (charge_record(c) for c in charges),
+                    handle,
+                    format=fmt,
+                    columns=CHARGE_COLUMNS,
+                    spreadsheet_safe=not args.csv_raw,
+                )
+            temp.replace(path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise InputError(f"cannot write {args.output}: {error.strerror or error}") from None
+    except ValidationError as error:
+        if error.field != "path":
+            raise
+        raise InputError(f"cannot write {args.output}: {error.expected}") from None
+    return written
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """Refuse, before anything is opened, read or stored, what cannot work: Parquet
+    without pyarrow, or output options that do not fit."""
+    if cdr_format(args) == "parquet" and args.cdrs != "-":
+        need_pyarrow(args.cdrs)
+    if args.output is None:
+        return
+    if args.charges:
+        raise UsageError(
+            "--charges prints the rated calls on stdout and --output writes them to a "
+            "file: give one of them"
+        )
+    if args.output == "-":
+        raise UsageError("--output names a file; leave it out to print on stdout")
+    if output_format(args) == "parquet":
+        need_pyarrow(args.output)
+
+
 def _rate_and_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress: ProgressArg = False if args.quiet else None
+    _check_files(args)
     with contextlib.ExitStack() as stack:
         # The database is opened first: a missing extra or an unreachable server is
         # reported before minutes of rating, not after.
@@ -305,9 +397,12 @@ def _rate_and_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         totals = RunTotals()
         bar = Progress(progress, estimated_total(args, progress), desc="rating")
         charges = _rated(reader, plan, totals, log, bar)
+        written: int | None = None
         if repo is None:
-            # Nothing to store: the charges stream to stdout as they are rated.
-            if args.charges:
+            # Nothing to store: the charges stream to stdout or the file as they are rated.
+            if args.output is not None:
+                written = _write_charge_file(charges, args)
+            elif args.charges:
                 _print_charges(charges, args, out)
             else:
                 for _ in charges:
@@ -316,15 +411,20 @@ def _rate_and_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if not args.charges:
                 _print_summary(totals, log.count, None, args, out)
         else:
+            # Stored in one transaction, which holds the calls until it commits.
             held = list(charges)
             log.close()
             stored = _store(repo, held, progress)
             err.write(f"stored {stored} rated CDRs in {shown_db(args.db)}\n")
+            if args.output is not None:
+                written = _write_charge_file(held, args)
             # Printed only once stored: a reader that stops early (`| head`) costs no data.
             if args.charges:
                 _print_charges(held, args, out)
             else:
                 _print_summary(totals, log.count, stored, args, out)
+        if written is not None:
+            err.write(f"wrote {written} rated CDRs to {args.output}\n")
     return EXIT_REJECTED_ROWS if log.count else EXIT_OK
 
 
@@ -348,10 +448,38 @@ def add_rate(sub: SubParsers[argparse.ArgumentParser]) -> None:
         help="print every rated call instead of the per-destination summary",
     )
     add_format_option(p, "table")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also write every rated call to FILE (the summary still goes to stdout); "
+        "written whole or not at all",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=CHARGE_FILE_FORMATS,
+        help="format of --output (default: parquet for *.parquet or *.pq, jsonl for "
+        "*.jsonl, json for *.json, else csv)",
+    )
+    p.add_argument(
+        "--row-group-size",
+        type=_positive,
+        default=DEFAULT_ROW_GROUP_SIZE,
+        metavar="N",
+        help=f"Parquet: rows per batch read and per row group written "
+        f"(default {DEFAULT_ROW_GROUP_SIZE:,})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_db_option(p)
     p.add_argument("--no-store", action="store_true", help="only print; store nothing")
     p.set_defaults(handler=_rate_and_store)
+
+
+def _positive(text: str) -> int:
+    value = count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
 
 
 # -- check-plan ----------------------------------------------------------------------------

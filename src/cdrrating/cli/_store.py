@@ -20,6 +20,7 @@ from cdrrating import repository
 from cdrrating._progress import Progress
 from cdrrating._storage import entities as storage_entities
 from cdrrating.errors import Conflict, ValidationError
+from cdrrating.formats import ParquetArchive
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate
 from cdrrating.rating import rate
@@ -41,6 +42,7 @@ from ._common import (
     currency_code,
     emit,
     first_of_each_call,
+    need_pyarrow,
     open_repository,
     read_deck,
     reject_stream,
@@ -359,12 +361,16 @@ def _age(text: str) -> timedelta:
 
 
 def _prune_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.archive is None and not args.no_archive:
+    given = [args.archive is not None, args.archive_parquet is not None, args.no_archive]
+    if sum(given) != 1:
         err.write(
-            "cdrrating prune: error: give --archive FILE (JSON Lines) to keep what is "
-            "deleted, or --no-archive to delete without a copy\n"
+            "cdrrating prune: error: give one of --archive FILE (JSON Lines) or "
+            "--archive-parquet DIR to keep what is deleted, or --no-archive to delete "
+            "without a copy\n"
         )
         return EXIT_USAGE
+    if args.archive_parquet is not None:
+        return _prune_to_parquet(args, err)
     cutoff = datetime.now(UTC) - args.older_than
     with contextlib.ExitStack() as stack:
         handle: TextIO | None = None
@@ -409,17 +415,50 @@ def _prune_into(
     return deleted
 
 
+def _prune_to_parquet(args: argparse.Namespace, err: TextIO) -> int:
+    directory = args.archive_parquet
+    need_pyarrow(directory)
+    if Path(directory).exists() and not Path(directory).is_dir():
+        raise InputError(f"--archive-parquet {directory}: not a directory")
+    archive = ParquetArchive(directory)
+    cutoff = datetime.now(UTC) - args.older_than
+    try:
+        with open_repository(args.db, must_exist=True) as repo:
+            deleted: int = repo.prune(
+                cutoff, archive=archive, tenant=args.tenant, batch_size=args.batch_size
+            )
+    except OSError as error:
+        # Raised while archiving, so nothing was deleted.
+        raise InputError(
+            f"cannot write {error.filename or directory}: {error.strerror or error}; "
+            "nothing was deleted"
+        ) from None
+    err.write(
+        f"pruned {deleted} CDRs that started before {cutoff.isoformat()}; archived to the "
+        f"Parquet dataset {directory} (partitioned by day=YYYY-MM-DD, the UTC day each "
+        "call started)\n"
+    )
+    return EXIT_OK
+
+
 def add_prune(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "prune",
         help="delete stored CDRs older than an age, archiving them first",
-        description="Delete CDRs that started more than --older-than ago. Each batch is "
-        "appended to the --archive file (JSON Lines, flushed to disk) before it is "
-        "deleted; if writing fails, that batch and later ones are kept.",
+        description="Delete CDRs that started more than --older-than ago. Every batch is "
+        "archived first, and nothing is deleted unless all of them were: appended to the "
+        "--archive file (JSON Lines, flushed to disk), or written into the "
+        "--archive-parquet dataset (one directory day=YYYY-MM-DD per UTC day the calls "
+        "started; a call archived again replaces its row).",
     )
     add_db_option(p)
     p.add_argument("--older-than", type=_age, required=True, help="an age: 30d, 12h, 2w, ...")
     p.add_argument("--archive", metavar="FILE", help="JSON Lines file to append to ('-': stdout)")
+    p.add_argument(
+        "--archive-parquet",
+        metavar="DIR",
+        help="Parquet dataset to write into, partitioned by day (needs pyarrow)",
+    )
     p.add_argument("--no-archive", action="store_true", help="delete without keeping a copy")
     p.add_argument("--tenant", help="only this tenant's calls")
     p.add_argument("--batch-size", type=int, default=10_000, help=argparse.SUPPRESS)

@@ -31,6 +31,7 @@ from cdrrating.formats.cdr_readers import (
     FreeSwitchJsonReader,
     PlatformJsonReader,
 )
+from cdrrating.formats.parquet import ParquetArchive, ParquetCdrReader, write_charges_parquet
 from cdrrating.formats.rate_readers import RateCsvReader, RateNoticeReader, expand_codes
 from cdrrating.formats.writers import (
     CDR_COLUMNS,
@@ -59,6 +60,8 @@ __all__ = [
     "FormatError",
     "FreeSwitchCsvReader",
     "FreeSwitchJsonReader",
+    "ParquetArchive",
+    "ParquetCdrReader",
     "PlatformJsonReader",
     "RateCsvReader",
     "RateNoticeReader",
@@ -72,6 +75,7 @@ __all__ = [
     "read_rates",
     "write_cdrs",
     "write_charges",
+    "write_charges_parquet",
     "write_records",
     "write_rejects",
 ]
@@ -87,6 +91,7 @@ CDR_FORMATS: dict[str, type[Reader[CDR]]] = {
     "platform-json": PlatformJsonReader,
     "csv": CdrCsvReader,
     "json": CdrJsonReader,
+    "parquet": ParquetCdrReader,
 }
 """CDR format names (as the CLI's ``--input-format`` takes them) and their readers."""
 
