@@ -12,6 +12,14 @@ from cdrrating._rules import normalise_number
 from cdrrating.batch import BatchResult, CostChange, DestinationTotal, RowError
 from cdrrating.cdr import CDR, Direction, Disposition
 from cdrrating.charge import BandSegment, Charge, ChargeStatus, Reason
+from cdrrating.charging import (
+    CdrDimension,
+    ChargingPeriod,
+    ChargingSession,
+    DimensionType,
+    SessionAuth,
+    SessionLocation,
+)
 from cdrrating.errors import (
     CdrRatingError,
     Conflict,
@@ -25,6 +33,20 @@ from cdrrating.plan import Finding, RatePlan
 from cdrrating.rates import Rate, RateStatus, Tier, parse_increment
 from cdrrating.rating import Rater, rate
 from cdrrating.schedule import BandPolicy, Schedule
+from cdrrating.tariffs import (
+    PriceComponent,
+    SessionBatchResult,
+    SessionCharge,
+    SessionChargeStatus,
+    StepPolicy,
+    Tariff,
+    TariffElement,
+    TariffPrice,
+    TariffRestrictions,
+    UnpricedReason,
+    price_session,
+    price_sessions,
+)
 
 # The library logs what a host may want to see (rows rejected, batches stored, retries)
 # under "cdrrating"; it stays silent until the host configures logging.
@@ -41,17 +63,22 @@ __all__ = [
     "BandPolicy",
     "BandSegment",
     "BatchResult",
+    "CdrDimension",
     "CdrRatingError",
     "Charge",
     "ChargeStatus",
+    "ChargingPeriod",
+    "ChargingSession",
     "Conflict",
     "CostChange",
     "DestinationTotal",
+    "DimensionType",
     "Direction",
     "Disposition",
     "Finding",
     "NotFound",
     "PlanError",
+    "PriceComponent",
     "Rate",
     "RatePlan",
     "RateStatus",
@@ -60,13 +87,26 @@ __all__ = [
     "Rounding",
     "RowError",
     "Schedule",
+    "SessionAuth",
+    "SessionBatchResult",
+    "SessionCharge",
+    "SessionChargeStatus",
+    "SessionLocation",
+    "StepPolicy",
     "StorageError",
+    "Tariff",
+    "TariffElement",
+    "TariffPrice",
+    "TariffRestrictions",
     "Tier",
+    "UnpricedReason",
     "ValidationError",
     "__version__",
     "format_micros",
     "normalise_number",
     "parse_increment",
+    "price_session",
+    "price_sessions",
     "rate",
     "round_micros",
     "to_micros",

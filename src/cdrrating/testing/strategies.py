@@ -978,3 +978,9 @@ def _aware(value: datetime) -> datetime:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise InvalidArgument(f"timestamps= drew {value!r}; CDR timestamps must be tz-aware")
     return value
+
+
+# EV-charging sessions and OCPI tariffs: strategies of their own module, offered here too.
+from cdrrating.testing._charging import charging_sessions, tariffs  # noqa: E402
+
+__all__ += ["charging_sessions", "tariffs"]
