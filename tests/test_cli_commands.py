@@ -356,7 +356,7 @@ def test_every_command_and_option_is_documented() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {
         "rate", "check-plan", "import-rates", "import-cdrs", "query", "export", "prune",
-        "rates", "explain",
+        "rates", "explain", "sessions",
     }  # fmt: skip
     parsers = dict(sub.choices)
     rates = next(a for a in parsers["rates"]._actions if isinstance(a, argparse._SubParsersAction))

@@ -157,7 +157,7 @@ class TestMySQLRateRepository(RateRepositoryContract):
 
 
 def test_default_metadata_names_and_money_types() -> None:
-    assert set(metadata.tables) == {"cdrrating_cdrs", "cdrrating_rates"}
+    assert set(metadata.tables) == {"cdrrating_cdrs", "cdrrating_rates", "cdrrating_sessions"}
     cdrs = metadata.tables["cdrrating_cdrs"]
     assert isinstance(cdrs.c.cost_micros.type, sa.BigInteger)
     assert isinstance(metadata.tables["cdrrating_rates"].c.per_minute_micros.type, sa.BigInteger)

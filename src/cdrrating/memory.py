@@ -29,7 +29,9 @@ from cdrrating._storage.paging import (
     now_micros,
     plan_instant,
     prune_cutoff,
+    with_sort_columns,
 )
+from cdrrating._storage.paths import JsonText
 from cdrrating._storage.records import (
     T,
 )
@@ -51,10 +53,19 @@ from cdrrating._storage.rows import (
     unpack_cdr,
     unpack_rate,
 )
+from cdrrating._storage.sessions import (
+    compile_session_query,
+    session_query,
+    session_row,
+    stale,
+    stored_session,
+)
+from cdrrating.charging import ChargingSession
 from cdrrating.errors import Conflict, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate
 from cdrrating.repository import (
+    DEFAULT_LIMIT,
     CDRRecord,
     Clock,
     CursorCodec,
@@ -62,20 +73,33 @@ from cdrrating.repository import (
     Query,
     StoredCDR,
     StoredRate,
+    StoredSession,
     system_clock,
 )
 
-__all__ = ["MemoryCDRRepository", "MemoryRateRepository"]
+__all__ = ["MemoryCDRRepository", "MemoryRateRepository", "MemorySessionRepository"]
 
 Row = Mapping[Any, Any]
 Key = tuple[str, str]  # (tenant key, id): a record's identity
 
 
+def _parsed(row: dict[str, Any], column: str) -> dict[str, Any]:
+    """The row with its JSON column parsed once, for the scans of later queries."""
+    row[column] = JsonText(row[column])
+    return row
+
+
+def _cdr_row(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _parsed(cdr_row(*args, **kwargs), "extra")
+
+
 def _select(rows: Iterable[Row], compiled: Compiled) -> list[Row]:
     """Matching rows after the cursor, in scan order, ``limit + 1`` of them."""
     node = compiled.page_filter
+    if compiled.sort_path is not None:
+        rows = [with_sort_columns(compiled, r) for r in rows]
     matching = [r for r in rows if evaluate(node, r)]
-    matching.sort(key=compiled.sort_key, reverse=compiled.scan_descending)
+    matching.sort(key=compiled.scan_key, reverse=compiled.scan_descending)
     return matching[: compiled.limit + 1]
 
 
@@ -115,7 +139,7 @@ class MemoryCDRRepository:
         cdr, outcome = unpack_cdr(record)
         with self._lock:
             now = now_micros(self._clock)
-            row = cdr_row(cdr, outcome, False, created_us=now, updated_us=now)
+            row = _cdr_row(cdr, outcome, False, created_us=now, updated_us=now)
             stored = stored_cdr(row)
             key = (row[TENANT_KEY], cdr.call_id)
             if key in self._rows:
@@ -129,7 +153,7 @@ class MemoryCDRRepository:
             batch: dict[Key, dict[str, Any]] = {}
             for i, record in enumerate(records):
                 cdr, outcome = unpack_cdr(record, i)
-                row = cdr_row(cdr, outcome, False, created_us=now, updated_us=now, position=i)
+                row = _cdr_row(cdr, outcome, False, created_us=now, updated_us=now, position=i)
                 key = (row[TENANT_KEY], cdr.call_id)
                 if key in batch or key in self._rows:
                     raise Conflict(
@@ -156,7 +180,7 @@ class MemoryCDRRepository:
         batch: dict[Key, dict[str, Any]] = {}
         for i, record in enumerate(records):
             cdr, outcome = unpack_cdr(record, None if single else i)
-            row = cdr_row(
+            row = _cdr_row(
                 cdr,
                 outcome,
                 in_progress,
@@ -193,7 +217,7 @@ class MemoryCDRRepository:
         check_same_tenant(tenant, cdr.tenant)
         with self._lock:
             old = self._get_row(cdr.call_id, cdr.tenant)
-            row = cdr_row(
+            row = _cdr_row(
                 cdr,
                 outcome,
                 in_progress,
@@ -210,7 +234,7 @@ class MemoryCDRRepository:
         with self._lock:
             old = self._get_row(call_id, tenant)
             cdr, outcome, in_progress = patch_cdr(stored_cdr(old), changes)
-            row = cdr_row(
+            row = _cdr_row(
                 cdr,
                 outcome,
                 in_progress,
@@ -411,3 +435,137 @@ class MemoryRateRepository:
 def _in_force(row: Row, at_us: int) -> bool:
     start, end = row["valid_from_us"], row["valid_until_us"]
     return (start is None or start <= at_us) and (end is None or at_us < end)
+
+
+class MemorySessionRepository:
+    """A :class:`~cdrrating.repository.SessionRepository` in a dict, guarded by a lock."""
+
+    def __init__(
+        self, *, clock: Clock = system_clock, cursor_key: bytes | str | None = None
+    ) -> None:
+        self._clock = clock
+        self._codec = CursorCodec(cursor_key)
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"<MemorySessionRepository: {len(self._rows)} sessions>"
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, session: ChargingSession) -> StoredSession:
+        with self._lock:
+            row = _parsed(session_row(session, now_micros(self._clock)), "data")
+            if row["id"] in self._rows:
+                raise Conflict(f"a session with id {row['id']!r} is already stored")
+            self._rows[row["id"]] = row
+            return stored_session(row)
+
+    def add_many(self, sessions: Iterable[ChargingSession | Mapping[str, Any]]) -> int:
+        with self._lock:
+            now = now_micros(self._clock)
+            batch: dict[str, dict[str, Any]] = {}
+            for i, session in enumerate(sessions):
+                row = _parsed(session_row(session, now, i), "data")
+                key = row["id"]
+                if key in batch or key in self._rows:
+                    raise Conflict(
+                        f"records[{i}]: a session with id {key!r} is already "
+                        + ("in this batch" if key in batch else "stored")
+                    )
+                batch[key] = row
+            self._rows.update(batch)
+            return len(batch)
+
+    def upsert(self, session: ChargingSession) -> StoredSession:
+        with self._lock:
+            key = self._upsert([session], single=True)[0]
+            return stored_session(self._rows[key])
+
+    def upsert_many(self, sessions: Iterable[ChargingSession | Mapping[str, Any]]) -> int:
+        with self._lock:
+            return len(self._upsert(sessions, single=False))
+
+    def _upsert(self, sessions: Iterable[Any], *, single: bool) -> list[str]:
+        now = now_micros(self._clock)
+        batch: dict[str, dict[str, Any]] = {}
+        for i, session in enumerate(sessions):
+            row = _parsed(session_row(session, now, None if single else i), "data")
+            old = batch.get(row["id"])
+            if old is None or not stale(old["updated_at_us"], row["updated_at_us"]):
+                batch[row["id"]] = row
+        for key, row in batch.items():
+            old = self._rows.get(key)
+            if old is None:
+                self._rows[key] = row
+            elif not stale(old["updated_at_us"], row["updated_at_us"]):
+                row["created_at_us"] = old["created_at_us"]
+                self._rows[key] = row
+        return list(batch)
+
+    def _get_row(self, session_id: Any) -> Row:
+        key = check_id("session", session_id)
+        row = self._rows.get(key)
+        if row is None:
+            raise not_found("session", key)
+        return row
+
+    def get(self, session_id: str) -> StoredSession:
+        with self._lock:
+            return stored_session(self._get_row(session_id))
+
+    def delete(self, session_id: str) -> None:
+        with self._lock:
+            del self._rows[self._get_row(session_id)["id"]]
+
+    def query(
+        self,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        sort: str | None = None,
+        order: str = "asc",
+        since: Any = None,
+        before: Any = None,
+        include_ongoing: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        next_page_cursor: str | None = None,
+        previous_page_cursor: str | None = None,
+        fields: Sequence[str] | str | None = None,
+        with_count: bool = False,
+    ) -> Page[StoredSession]:
+        """One page of the list API's request (see
+        :class:`~cdrrating.repository.SessionRepository`)."""
+        request, direction = session_query(
+            filter=filter,
+            sort=sort,
+            order=order,
+            since=since,
+            before=before,
+            include_ongoing=include_ongoing,
+            limit=limit,
+            next_page_cursor=next_page_cursor,
+            previous_page_cursor=previous_page_cursor,
+            fields=fields,
+            with_count=with_count,
+        )
+        compiled = compile_session_query(request, direction, self._codec)
+        with self._lock:
+            rows = list(self._rows.values())
+        return _page(compiled, rows, self._codec, stored_session)
+
+    def count(
+        self,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        since: Any = None,
+        before: Any = None,
+        include_ongoing: bool = False,
+    ) -> int:
+        request, direction = session_query(
+            filter=filter, since=since, before=before, include_ongoing=include_ongoing
+        )
+        compiled = compile_session_query(request, direction, self._codec)
+        with self._lock:
+            rows = list(self._rows.values())
+        return _count(rows, compiled)

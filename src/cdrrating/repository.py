@@ -7,7 +7,9 @@ protocols are usable without the ``[sql]`` extra.
 A stored CDR is a :class:`StoredCDR`: the immutable :class:`~cdrrating.CDR` plus what
 the repository keeps about it (the rating outcome ``status``/``reason``, whether the
 call is still ``in_progress``, and ``created_at``/``updated_at`` from the repository's
-clock). Rates are stored as :class:`StoredRate` in the same way.
+clock). Rates are stored as :class:`StoredRate` in the same way, EV-charging sessions
+as :class:`StoredSession` (listed the way a charging-CDR list API asks, see
+:class:`SessionRepository` and :data:`LIST_API_FIELDS`).
 
 Everything an adapter needs to behave exactly like the others lives in
 ``cdrrating._storage``, one thing a module: ``records`` (the stored types, the query,
@@ -40,6 +42,11 @@ from cdrrating._storage.records import (
     StoredRate,
     system_clock,
 )
+from cdrrating._storage.sessions import (
+    LIST_API_FIELDS,
+    StoredSession,
+)
+from cdrrating.charging import ChargingSession
 from cdrrating.errors import (
     StorageError,
     ValidationError,
@@ -50,6 +57,7 @@ from cdrrating.rates import Rate
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "LIST_API_FIELDS",
     "MAX_LIMIT",
     "CDRRecord",
     "CDRRepository",
@@ -58,9 +66,11 @@ __all__ = [
     "Page",
     "Query",
     "RateRepository",
+    "SessionRepository",
     "StorageError",
     "StoredCDR",
     "StoredRate",
+    "StoredSession",
     "export",
     "export_lines",
     "iter_records",
@@ -193,6 +203,77 @@ class RateRepository(Protocol):
         with ``at``, only the rates in force at that instant. ``plan_options`` are the
         other :class:`~cdrrating.RatePlan` keywords (``timezone``, ``holidays``,
         ``band_policy``) that scheduled rates are read with."""
+        ...
+
+
+@runtime_checkable
+class SessionRepository(Protocol):
+    """Where EV-charging sessions are kept. Every adapter passes
+    :mod:`cdrrating.testing.contract`. A session's identity is its ``id``.
+
+    :meth:`query` is a charging-CDR list API's request, one argument per parameter:
+    ``filter`` (the MongoDB-style filter of :class:`Query` ``where``, over column names,
+    dotted paths and the list API's camelCase names, see :data:`LIST_API_FIELDS`),
+    ``sort``/``order`` (default ``updated_at`` ascending; any field; empty values first
+    ascending, last descending; ties broken by id), ``since``/
+    ``before`` (``updated_at`` in ``[since, before)``), ``include_ongoing`` (sessions
+    without an end; default False), ``limit``, ``next_page_cursor`` *or*
+    ``previous_page_cursor`` (both: :class:`~cdrrating.ValidationError`), ``fields``.
+
+    Errors as for :class:`CDRRepository`: NotFound, Conflict, ValidationError (nothing
+    written), StorageError.
+    """
+
+    def add(self, session: ChargingSession) -> StoredSession:
+        """Store a new session; Conflict if its id is stored already."""
+        ...
+
+    def add_many(self, sessions: Iterable[ChargingSession | Mapping[str, Any]]) -> int:
+        """Store many new sessions in one transaction: all or none. Mappings go through
+        ``ChargingSession.from_mapping`` (OCPI or the list API's shape); an error names
+        the position of the offending record (``records[3].location.country``)."""
+        ...
+
+    def upsert(self, session: ChargingSession) -> StoredSession:
+        """Insert or replace by id, unless the stored session was updated later (its
+        ``updated_at`` is after the incoming one's): a late or repeated update never
+        replaces a newer one. Returns what is stored afterwards."""
+        ...
+
+    def upsert_many(self, sessions: Iterable[ChargingSession | Mapping[str, Any]]) -> int:
+        """:meth:`upsert` for many, in one transaction; returns how many distinct ids were
+        given (one given twice: the one updated last wins, the later one on a tie)."""
+        ...
+
+    def get(self, session_id: str) -> StoredSession: ...
+
+    def delete(self, session_id: str) -> None: ...
+
+    def query(
+        self,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        sort: str | None = None,
+        order: str = "asc",
+        since: Any = None,
+        before: Any = None,
+        include_ongoing: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        next_page_cursor: str | None = None,
+        previous_page_cursor: str | None = None,
+        fields: Sequence[str] | str | None = None,
+        with_count: bool = False,
+    ) -> Page[StoredSession]: ...
+
+    def count(
+        self,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        since: Any = None,
+        before: Any = None,
+        include_ongoing: bool = False,
+    ) -> int:
+        """How many sessions match (no cursor, no limit)."""
         ...
 
 

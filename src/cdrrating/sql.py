@@ -2,7 +2,8 @@
 
 Needs the ``[sql]`` extra: ``pip install 'cdrrating[sql]'``.
 
-- :data:`metadata` holds the tables (``cdrrating_cdrs``, ``cdrrating_rates``) under a
+- :data:`metadata` holds the tables (``cdrrating_cdrs``, ``cdrrating_rates``,
+  ``cdrrating_sessions``) under a
   naming convention; add it to your Alembic ``target_metadata`` to migrate them with
   your own tables, or call :func:`create_all` in notebooks and tests.
 - Money is BIGINT micros; timestamps are BIGINT microseconds since the Unix epoch, UTC
@@ -12,7 +13,8 @@ Needs the ``[sql]`` extra: ``pip install 'cdrrating[sql]'``.
   equality agree with the in-memory adapter.
 - A record's identity is (tenant, id): the ``tenant_key`` column holds the tenant, or
   ``""`` for records without one, and is part of the primary key.
-- Listing uses keyset pagination on (sort field, id, tenant key) with signed cursors.
+- Listing uses keyset pagination on (sort field, id, tenant key) with signed cursors;
+  a sort field that may be empty puts NULL lowest (first ascending, last descending).
 - No SQLAlchemy or driver exception reaches a caller: deadlocks and serialization
   failures are retried, other failures raise :class:`~cdrrating.repository.StorageError`.
 """
@@ -34,6 +36,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -51,6 +54,7 @@ from cdrrating._storage.filters import (
     Node,
 )
 from cdrrating._storage.paging import (
+    SORT_COLUMNS,
     Compiled,
     build_page,
     check_batch_size,
@@ -79,10 +83,21 @@ from cdrrating._storage.rows import (
     unpack_cdr,
     unpack_rate,
 )
+from cdrrating._storage.sessions import (
+    SESSION_COLUMNS,
+    compile_session_query,
+    session_query,
+    session_row,
+    stale,
+    stored_session,
+)
+from cdrrating._storage.sql_json import JsonValue, extracted, path_condition
+from cdrrating.charging import ChargingSession
 from cdrrating.errors import Conflict, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate
 from cdrrating.repository import (
+    DEFAULT_LIMIT,
     CDRRecord,
     Clock,
     CursorCodec,
@@ -91,6 +106,7 @@ from cdrrating.repository import (
     StorageError,
     StoredCDR,
     StoredRate,
+    StoredSession,
     system_clock,
 )
 
@@ -99,6 +115,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "SQLCDRRepository",
     "SQLRateRepository",
+    "SQLSessionRepository",
     "Tables",
     "cdrs_table",
     "create_all",
@@ -106,6 +123,7 @@ __all__ = [
     "make_engine",
     "metadata",
     "rates_table",
+    "sessions_table",
 ]
 
 #: Where the SQL repositories and the CLI keep data when given no URL: a file in the
@@ -174,10 +192,11 @@ class Tables:
     metadata: sa.MetaData
     cdrs: sa.Table
     rates: sa.Table
+    sessions: sa.Table
 
 
 def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = None) -> Tables:
-    """Define the tables named ``<prefix>cdrs`` and ``<prefix>rates``.
+    """Define the tables named ``<prefix>cdrs``, ``<prefix>rates`` and ``<prefix>sessions``.
 
     The module-level :data:`metadata` is ``define_tables()``; call this for another
     prefix (several installations in one database, isolated test runs) or to add the
@@ -267,7 +286,39 @@ def define_tables(prefix: str = "cdrrating_", metadata: sa.MetaData | None = Non
         mysql_charset="utf8mb4",
         mysql_engine="InnoDB",
     )
-    return Tables(md, cdrs, rates)
+    sessions = sa.Table(
+        f"{prefix}sessions",
+        md,
+        sa.Column("id", _Text(255), nullable=False),
+        sa.Column("started_at_us", big, nullable=False, comment="µs since the epoch, UTC"),
+        sa.Column("ended_at_us", big, comment="NULL while the session is ongoing"),
+        sa.Column("updated_at_us", big, nullable=False, comment="the session's last update"),
+        sa.Column("created_at_us", big, nullable=False, comment="first stored (repository clock)"),
+        sa.Column("ongoing", sa.Boolean(create_constraint=False), nullable=False),
+        sa.Column("operator_id", _Text(255)),
+        sa.Column("company_id", _Text(255)),
+        sa.Column("location_country", _Text(255)),
+        sa.Column("evse_id", _Text(255)),
+        sa.Column("session_id", _Text(255)),
+        sa.Column("charge_box_id", _Text(255)),
+        sa.Column("auth_uid", _Text(255)),
+        sa.Column("data", _Text(), nullable=False, comment="the whole session, JSON"),
+        sa.PrimaryKeyConstraint("id"),
+        # The list API's default order (updatedAt, then id) and its since/before range.
+        sa.Index(None, "updated_at_us", "id"),
+        sa.Index(None, "started_at_us", "id"),
+        # The filters a list API is asked most, each with the default order behind it.
+        sa.Index(None, "operator_id", "updated_at_us", "id"),
+        sa.Index(None, "company_id", "updated_at_us", "id"),
+        sa.Index(None, "location_country", "updated_at_us"),
+        sa.Index(None, "auth_uid", "updated_at_us"),
+        sa.Index(None, "evse_id"),
+        sa.Index(None, "session_id"),
+        sa.Index(None, "charge_box_id"),
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
+    )
+    return Tables(md, cdrs, rates, sessions)
 
 
 _DEFAULT_TABLES = define_tables()
@@ -275,6 +326,7 @@ _DEFAULT_TABLES = define_tables()
 metadata: sa.MetaData = _DEFAULT_TABLES.metadata
 cdrs_table: sa.Table = _DEFAULT_TABLES.cdrs
 rates_table: sa.Table = _DEFAULT_TABLES.rates
+sessions_table: sa.Table = _DEFAULT_TABLES.sessions
 
 
 def create_all(engine: Engine | str, tables: Tables | None = None) -> None:
@@ -337,7 +389,13 @@ def _configure_sqlite(engine: Engine) -> None:
 # -- translation of the shared filter tree --------------------------------------------------
 
 
-def _where(node: Node, t: sa.Table, dialect: str) -> sa.ColumnElement[bool]:
+def _flavour(dialect: Dialect) -> str:
+    """The dialect's name; "mariadb" also when a mysql:// URL reached a MariaDB server
+    (known once connected), whose collations differ from MySQL's (_storage.sql_json)."""
+    return "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+
+
+def _where(node: Node, t: sa.Table | sa.Subquery, dialect: str) -> sa.ColumnElement[bool]:
     """The filter tree of :mod:`cdrrating.repository` as SQL; ``cdrrating.memory``
     evaluates the same tree in Python (``evaluate``)."""
     tag = node[0]
@@ -347,9 +405,15 @@ def _where(node: Node, t: sa.Table, dialect: str) -> sa.ColumnElement[bool]:
         if not node[1]:
             return sa.false()
         return sa.or_(*(_where(n, t, dialect) for n in node[1]))
+    if tag[0] == "j":
+        return path_condition(node, t.c[node[1]], dialect)
     col = t.c[node[1]]
     if tag == "cmp":
         op, arg = node[2], node[3]
+        if node[1] == SORT_COLUMNS[1] and dialect != "sqlite":
+            # A cursor's number against NUMERIC/DECIMAL: as exact decimal text, as filters
+            # bind it (_storage.sql_json), not as a double or a BIGINT.
+            arg = Decimal(repr(arg)) if isinstance(arg, float) else Decimal(arg)
         if op == "eq":
             return col.is_(None) if arg is None else col == arg
         if op == "ne":
@@ -401,18 +465,50 @@ def _in(col: sa.ColumnElement[Any], values: list[Any], dialect: str) -> sa.Colum
 
 
 def _page_select(compiled: Compiled, t: sa.Table, dialect: str) -> sa.Select[Any]:
-    columns = [t.c[c] for c in compiled.order]
+    source: sa.Table | sa.Subquery = t
+    ref = compiled.sort_path
+    if ref is not None:
+        # A sort by a JSON path orders by computed columns: select them once, beside the
+        # row, and let the keyset condition and ORDER BY name them.
+        if dialect != "sqlite":
+            # Read each document once (PostgreSQL casts it to jsonb, MariaDB parses it),
+            # not once per expression of the sort key: the OFFSET keeps the database from
+            # inlining the subquery, which would repeat the work in every expression.
+            value = extracted(t.c[ref.column], ref.path, dialect)
+            valued = sa.select(t, value.label("_sort_value"))
+            inner = valued.offset(0).subquery("valued")
+            keys = JsonValue(inner.c._sort_value, (), dialect).sort_columns()
+            row: list[Any] = [inner.c[c.name] for c in t.c]
+        else:
+            keys = JsonValue(t.c[ref.column], ref.path, dialect).sort_columns()
+            row = [t]
+        labelled = [k.label(name) for k, name in zip(keys, SORT_COLUMNS, strict=True)]
+        source = sa.select(*row, *labelled).subquery("sorted")
+    columns = [source.c[c] for c in compiled.order]
     order = [c.desc() for c in columns] if compiled.scan_descending else [c.asc() for c in columns]
-    stmt = sa.select(t)
+    if compiled.sort_nullable and dialect == "postgresql":
+        # Empty sorts lowest on every backend. SQLite and MariaDB/MySQL already put NULL
+        # below every value (and MySQL has no NULLS FIRST); PostgreSQL puts it above.
+        lead = order[0]
+        order[0] = lead.nulls_last() if compiled.scan_descending else lead.nulls_first()
+    stmt = sa.select(source)
     if compiled.with_count:
         # One statement answers the page and how many match in all pages.
         total = sa.select(sa.func.count()).select_from(t).where(_where(compiled.filter, t, dialect))
-        stmt = sa.select(t, total.scalar_subquery().label("_total"))
+        stmt = sa.select(source, total.scalar_subquery().label("_total"))
     return (
-        stmt.where(_where(compiled.page_filter, t, dialect))
+        stmt.where(_where(compiled.page_filter, source, dialect))
         .order_by(*order)
         .limit(compiled.limit + 1)
     )
+
+
+def _sort_number(value: Any) -> Any:
+    """A number of the JSON sort key as Python reads it: NUMERIC/DECIMAL results come
+    back as Decimal, which a cursor (JSON) cannot carry."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -599,10 +695,14 @@ class _Base:
         return sa.and_(t.c[TENANT_KEY] == check_tenant(tenant), t.c[self._key] == ident)
 
     def _query(self, compiled: Compiled, make: Callable[[Mapping[Any, Any]], Any]) -> Any:
-        t, dialect = self._t, self._dialect
+        t = self._t
 
         def work(conn: Connection) -> Any:
-            rows = [r._mapping for r in conn.execute(_page_select(compiled, t, dialect))]
+            stmt = _page_select(compiled, t, _flavour(conn.dialect))
+            rows: list[Mapping[Any, Any]] = [r._mapping for r in conn.execute(stmt)]
+            if compiled.sort_path is not None:
+                number = SORT_COLUMNS[1]
+                rows = [{**r, number: _sort_number(r[number])} for r in rows]
             count = None
             if compiled.with_count:
                 # With no row, no row carried the total: past the end, or nothing matches.
@@ -616,7 +716,7 @@ class _Base:
         stmt = (
             sa.select(sa.func.count())
             .select_from(t)
-            .where(_where(compiled.filter, t, self._dialect))
+            .where(_where(compiled.filter, t, _flavour(conn.dialect)))
         )
         return int(conn.scalar(stmt) or 0)
 
@@ -1148,3 +1248,201 @@ class SQLRateRepository(_Base):
             name=name if name is not None else (tenant or ""),
             **plan_options,
         )
+
+
+def _session_upsert(dialect: str, t: sa.Table) -> sa.Executable:
+    """INSERT ... or update by id, unless the stored session was updated later
+    (:func:`cdrrating._storage.sessions.stale`); one row or many."""
+    update_cols = [c for c in SESSION_COLUMNS if c not in ("id", "created_at_us")]
+    if dialect in ("postgresql", "sqlite"):
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
+        return ins.on_conflict_do_update(
+            index_elements=[t.c.id],
+            set_={c: ins.excluded[c] for c in update_cols},
+            where=t.c.updated_at_us <= ins.excluded.updated_at_us,
+        )
+    mins = mysql.insert(t)
+    older = mins.inserted.updated_at_us < t.c.updated_at_us
+    # Assignments apply left to right: updated_at_us, which the test reads, goes last.
+    ordered = [c for c in update_cols if c != "updated_at_us"] + ["updated_at_us"]
+    return mins.on_duplicate_key_update(
+        [(c, sa.case((older, t.c[c]), else_=mins.inserted[c])) for c in ordered]
+    )
+
+
+class SQLSessionRepository(_Base):
+    """A :class:`~cdrrating.repository.SessionRepository` on an SQLAlchemy engine: the
+    table ``<prefix>sessions`` (indexed columns for the list API's common filters, the
+    whole session as JSON text in ``data``). Arguments as for :class:`SQLCDRRepository`.
+    """
+
+    _kind = "session"
+
+    def __init__(
+        self,
+        engine: Engine | str | None = None,
+        *,
+        tables: Tables | None = None,
+        clock: Clock = system_clock,
+        cursor_key: bytes | str | None = None,
+        create: bool = False,
+        chunk_size: int = _INSERT_CHUNK,
+    ) -> None:
+        super().__init__(
+            engine,
+            tables=tables,
+            clock=clock,
+            cursor_key=cursor_key,
+            create=create,
+            chunk_size=chunk_size,
+        )
+        self._t = self.tables.sessions
+        self._upsert = _session_upsert(self._dialect, self._t)
+
+    def __repr__(self) -> str:
+        return f"<SQLSessionRepository {self.engine.url.render_as_string()} table={self._t.name}>"
+
+    def _ids_stored(self, ids: Sequence[str]) -> set[str]:
+        t = self._t
+
+        def work(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(ids, _IN_CHUNK):
+                found.update(conn.scalars(sa.select(t.c.id).where(t.c.id.in_(list(chunk)))))
+            return found
+
+        return self._read(work)
+
+    def add(self, session: ChargingSession) -> StoredSession:
+        row = session_row(session, now_micros(self._clock))
+        try:
+            self._transaction(lambda conn: conn.execute(sa.insert(self._t), row), conflicts=True)
+        except IntegrityError as e:
+            if self._ids_stored([row["id"]]):
+                raise Conflict(f"a session with id {row['id']!r} is already stored") from None
+            raise _storage_error(e, "writing sessions") from e
+        return stored_session(row)
+
+    def add_many(self, sessions: Iterable[ChargingSession | Mapping[str, Any]]) -> int:
+        now = now_micros(self._clock)
+        rows: list[tuple[Any, ...]] = []
+        seen: dict[str, int] = {}
+        for i, session in enumerate(sessions):
+            row = session_row(session, now, i)
+            if row["id"] in seen:
+                raise Conflict(f"records[{i}]: session id {row['id']!r} is already in this batch")
+            seen[row["id"]] = i
+            rows.append(tuple(row[c] for c in SESSION_COLUMNS))
+        if not rows:
+            return 0
+        ordered = rows if self._dialect == "sqlite" else sorted(rows, key=operator.itemgetter(0))
+        try:
+            self._transaction(
+                lambda conn: self._insert_many(conn, self._t, SESSION_COLUMNS, ordered),
+                conflicts=True,
+            )
+        except IntegrityError as e:
+            existing = self._ids_stored(list(seen))
+            if existing:
+                first = min(seen[k] for k in existing)
+                raise Conflict(
+                    f"records[{first}]: a session with id {rows[first][0]!r} is already "
+                    "stored; nothing of this batch was written"
+                ) from None
+            raise _storage_error(e, "writing sessions") from e
+        return len(rows)
+
+    def upsert(self, session: ChargingSession) -> StoredSession:
+        row = session_row(session, now_micros(self._clock))
+        t = self._t
+
+        def work(conn: Connection) -> StoredSession:
+            conn.execute(self._upsert, row)
+            written = conn.execute(sa.select(t).where(t.c.id == row["id"])).one()
+            return stored_session(written._mapping)
+
+        return self._transaction(work)
+
+    def upsert_many(self, sessions: Iterable[ChargingSession | Mapping[str, Any]]) -> int:
+        now = now_micros(self._clock)
+        batch: dict[str, dict[str, Any]] = {}
+        for i, session in enumerate(sessions):
+            row = session_row(session, now, i)
+            old = batch.get(row["id"])
+            if old is None or not stale(old["updated_at_us"], row["updated_at_us"]):
+                batch[row["id"]] = row
+        if not batch:
+            return 0
+        rows = [batch[k] for k in sorted(batch)]  # one lock order: no deadlocks
+
+        def work(conn: Connection) -> None:
+            for chunk in _chunks(rows, self._chunk):
+                conn.execute(self._upsert, list(chunk))
+
+        self._transaction(work)
+        return len(rows)
+
+    def get(self, session_id: str) -> StoredSession:
+        t = self._t
+        stmt = sa.select(t).where(t.c.id == check_id("session", session_id))
+        row = self._read(lambda conn: conn.execute(stmt).first())
+        if row is None:
+            raise not_found("session", session_id)
+        return stored_session(row._mapping)
+
+    def delete(self, session_id: str) -> None:
+        t = self._t
+        stmt = sa.delete(t).where(t.c.id == check_id("session", session_id))
+
+        def work(conn: Connection) -> None:
+            if conn.execute(stmt).rowcount == 0:
+                raise not_found("session", session_id)
+
+        self._transaction(work)
+
+    def query(
+        self,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        sort: str | None = None,
+        order: str = "asc",
+        since: Any = None,
+        before: Any = None,
+        include_ongoing: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        next_page_cursor: str | None = None,
+        previous_page_cursor: str | None = None,
+        fields: Sequence[str] | str | None = None,
+        with_count: bool = False,
+    ) -> Page[StoredSession]:
+        """One page of the list API's request (see
+        :class:`~cdrrating.repository.SessionRepository`)."""
+        request, direction = session_query(
+            filter=filter,
+            sort=sort,
+            order=order,
+            since=since,
+            before=before,
+            include_ongoing=include_ongoing,
+            limit=limit,
+            next_page_cursor=next_page_cursor,
+            previous_page_cursor=previous_page_cursor,
+            fields=fields,
+            with_count=with_count,
+        )
+        compiled = compile_session_query(request, direction, self._codec)
+        return cast(Page[StoredSession], self._query(compiled, stored_session))
+
+    def count(
+        self,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        since: Any = None,
+        before: Any = None,
+        include_ongoing: bool = False,
+    ) -> int:
+        request, direction = session_query(
+            filter=filter, since=since, before=before, include_ongoing=include_ongoing
+        )
+        compiled = compile_session_query(request, direction, self._codec)
+        return self._count(compiled)

@@ -22,7 +22,7 @@ class Kind(enum.Enum):
     TIME = "time"  # stored as int microseconds since the epoch, UTC
     BOOL = "bool"
     ENUM = "enum"  # stored as the enum's value (a str)
-    JSON = "json"  # stored as JSON text; not filterable
+    JSON = "json"  # stored as JSON text; filtered through dotted paths (JsonPath)
 
 
 @attrs.frozen
@@ -35,13 +35,15 @@ class Field:
 
     @property
     def column(self) -> str:
-        return self.name + "_us" if self.kind is Kind.TIME else self.name
+        # A dotted name (a session's "location.country") is one column, "location_country".
+        name = self.name.replace(".", "_")
+        return name + "_us" if self.kind is Kind.TIME else name
 
     @property
     def sortable(self) -> bool:
-        # Keyset pagination needs a non-null sort key; nullable fields would need NULLS
-        # FIRST/LAST handling that the dialects spell differently.
-        return not self.nullable and self.kind is not Kind.JSON
+        # A JSON column as a whole has no order; its values do (a sort by a dotted path).
+        # Nullable fields sort with empty values lowest (``_storage.paging``).
+        return self.kind is not Kind.JSON
 
 
 @attrs.frozen
@@ -56,6 +58,19 @@ class Entity:
     fold_fields: tuple[str, ...]  # searched case-insensitively through a *_fold column
     plain_fields: tuple[str, ...]  # searched as stored (they hold no letters)
     enum_search: tuple[tuple[str, tuple[str, ...]], ...]  # searched by value set
+    #: Names open to any dotted path below them: name -> (JSON column, path prefix).
+    #: CDRs: ``extra`` -> ("extra", ()), so ``extra.location.country`` is a filter name.
+    open_json: Mapping[str, tuple[str, tuple[str, ...]]] = attrs.field(factory=dict)
+    #: Named values inside a JSON column: name -> (JSON column, path, the kind its
+    #: operands must have: STR, INT or BOOL).
+    json_names: Mapping[str, tuple[str, tuple[str, ...], Kind]] = attrs.field(factory=dict)
+    #: Other spellings of names (a list API's camelCase) -> the name they stand for.
+    aliases: Mapping[str, str] = attrs.field(factory=dict)
+    #: The bool column that marks a record still in progress (a call's start row, an
+    #: ongoing session), which ``Query(include_in_progress=False)`` leaves out.
+    in_progress: str | None = None
+    #: Identity is (tenant, id), with a tenant_key column; else the id alone.
+    tenanted: bool = True
 
 
 def _fmap(*fields: Field) -> dict[str, Field]:
@@ -100,6 +115,8 @@ CDR_ENTITY = Entity(
         ("direction", tuple(m.value for m in Direction)),
         ("disposition", tuple(m.value for m in Disposition)),
     ),
+    open_json={"extra": ("extra", ())},
+    in_progress="in_progress",
 )
 
 RATE_ENTITY = Entity(

@@ -6,6 +6,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
+import attrs
+
+from cdrrating._storage import paths
 from cdrrating._storage.entities import (
     Entity,
     Field,
@@ -32,6 +35,11 @@ from cdrrating.errors import (
 #   ("exists", column, bool)
 #   ("regex", column, pattern)
 #   ("contains", column, folded_needle)   a literal substring (search)
+# and, for a dotted path into a JSON column (typed comparison, see _storage.paths):
+#   ("jcmp", column, path, op, value)     value a JSON scalar; None only for eq/ne
+#   ("jin", column, path, [values], negate)
+#   ("jexists", column, path, bool)
+#   ("jregex", column, path, pattern)
 # ("and", []) is true and ("or", []) false. Search and the keyset condition are built
 # into the same tree (compile_query), so each adapter has one interpreter to write:
 # cdrrating.memory evaluates it with evaluate(), cdrrating.sql translates it to SQL.
@@ -60,17 +68,100 @@ def parse_filter(entity: Entity, spec: Mapping[str, Any], path: str = "where") -
         elif isinstance(key, str) and key.startswith("$"):
             raise ValidationError(f"{path}.{key}", value, "a field name, '$and' or '$or'")
         else:
-            field = _filter_field(entity, key, path)
-            parts.extend(_parse_field_ops(field, value, f"{path}.{key}"))
+            ref = resolve(entity, key, f"{path}.{key}")
+            if isinstance(ref, JsonPath):
+                parts.extend(_parse_path_ops(ref, value, f"{path}.{key}"))
+            else:
+                parts.extend(_parse_field_ops(ref, value, f"{path}.{key}"))
     return ("and", parts)
 
 
-def _filter_field(entity: Entity, name: Any, path: str) -> Field:
-    field = entity.fields.get(name) if isinstance(name, str) else None
-    if field is None or field.kind is Kind.JSON:
-        names = ", ".join(n for n, f in entity.fields.items() if f.kind is not Kind.JSON)
-        raise ValidationError(f"{path}.{name}", name, f"a field name: {names}")
-    return field
+@attrs.frozen
+class JsonPath:
+    """A value inside a JSON column: ``column`` holds a JSON object, ``path`` its keys."""
+
+    name: str
+    column: str
+    path: tuple[str, ...]
+    kind: Kind | None = None  # a named value's type; None: any JSON scalar
+
+
+def resolve(entity: Entity, name: Any, where: str) -> Field | JsonPath:
+    """What a name in a filter, a sort or ``fields`` addresses: a column, or a dotted
+    path into a JSON column. Aliases (a list API's camelCase) come first."""
+    if isinstance(name, str):
+        canonical = entity.aliases.get(name, name)
+        field = entity.fields.get(canonical)
+        if field is not None and field.kind is not Kind.JSON:
+            return field
+        named = entity.json_names.get(canonical)
+        if named is not None:
+            return JsonPath(canonical, *named)
+        head, dot, rest = canonical.partition(".")
+        opened = entity.open_json.get(head)
+        if opened is not None and dot:
+            segments = paths.check_segments(name, rest.split("."), where)
+            if len(opened[1]) + len(segments) > paths.MAX_DEPTH:
+                paths.check_segments(name, [], where)
+            return JsonPath(canonical, opened[0], opened[1] + segments)
+    names = [n for n, f in entity.fields.items() if f.kind is not Kind.JSON]
+    names += list(entity.json_names)
+    names += [f"{n}.<key>[.<key>...]" for n in entity.open_json]
+    if entity.aliases:
+        names.append("or " + ", ".join(entity.aliases))
+    raise ValidationError(where, name, "a field name: " + ", ".join(names))
+
+
+def _parse_path_ops(ref: JsonPath, value: Any, path: str) -> list[Node]:
+    col, keys = ref.column, ref.path
+    typed = Field(ref.name, ref.kind) if ref.kind is not None else None
+
+    def operand(where: str, arg: Any, *, allow_none: bool) -> Any:
+        if typed is None:
+            return paths.operand(where, arg, allow_none=allow_none)
+        return _coerce(typed, arg, where, allow_none=allow_none)
+
+    if not (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(k, str) and k.startswith("$") for k in value)
+    ):
+        return [("jcmp", col, keys, "eq", operand(path, value, allow_none=True))]
+    out: list[Node] = []
+    for op, arg in value.items():
+        where = f"{path}.{op}"
+        if op in _CMP:
+            allow_none = op in ("$eq", "$ne")
+            out.append(("jcmp", col, keys, _CMP[op], operand(where, arg, allow_none=allow_none)))
+        elif op in ("$in", "$nin"):
+            if not isinstance(arg, list | tuple | set | frozenset):
+                raise ValidationError(where, arg, "a list of values")
+            values = [operand(where, v, allow_none=True) for v in arg]
+            out.append(("jin", col, keys, values, op == "$nin"))
+        elif op == "$exists":
+            if not isinstance(arg, bool):
+                raise ValidationError(where, arg, "true or false")
+            out.append(("jexists", col, keys, arg))
+        elif op == "$regex":
+            if typed is not None and typed.kind is not Kind.STR:
+                raise ValidationError(where, arg, f"no $regex: {ref.name} is not text")
+            out.append(("jregex", col, keys, _pattern(where, arg)))
+        else:
+            raise ValidationError(
+                where, arg, "an operator: $eq $ne $gt $gte $lt $lte $in $nin $exists $regex"
+            )
+    return out
+
+
+def _pattern(where: str, arg: Any) -> str:
+    if not isinstance(arg, str):
+        raise ValidationError(where, arg, "a regular expression as a str")
+    _check_text(where, arg, 1000)
+    try:
+        re.compile(arg)
+    except re.error as e:
+        raise ValidationError(where, arg, f"a valid regular expression ({e})") from None
+    return arg
 
 
 def _parse_field_ops(field: Field, value: Any, path: str) -> list[Node]:
@@ -99,14 +190,7 @@ def _parse_field_ops(field: Field, value: Any, path: str) -> list[Node]:
         elif op == "$regex":
             if field.kind not in (Kind.STR, Kind.ENUM):
                 raise ValidationError(where, arg, f"no $regex: {field.name} is not text")
-            if not isinstance(arg, str):
-                raise ValidationError(where, arg, "a regular expression as a str")
-            _check_text(where, arg, 1000)
-            try:
-                re.compile(arg)
-            except re.error as e:
-                raise ValidationError(where, arg, f"a valid regular expression ({e})") from None
-            out.append(("regex", col, arg))
+            out.append(("regex", col, _pattern(where, arg)))
         else:
             raise ValidationError(
                 where, arg, "an operator: $eq $ne $gt $gte $lt $lte $in $nin $exists $regex"
@@ -173,6 +257,8 @@ def evaluate(node: Node, row: Mapping[str, Any]) -> bool:
         return all(evaluate(n, row) for n in node[1])
     if tag == "or":
         return any(evaluate(n, row) for n in node[1])
+    if tag[0] == "j":
+        return _evaluate_path(node, paths.read(row[node[1]], node[2]))
     v = row[node[1]]
     if tag == "cmp":
         op, arg = node[2], node[3]
@@ -193,6 +279,29 @@ def evaluate(node: Node, row: Mapping[str, Any]) -> bool:
         return v is not None and re.search(node[2], v) is not None
     if tag == "contains":
         return v is not None and node[2] in v
+    raise AssertionError(tag)
+
+
+def _evaluate_path(node: Node, v: Any) -> bool:
+    tag = node[0]
+    if tag == "jcmp":
+        op, arg = node[3], node[4]
+        if arg is None:
+            return (v is None) is (op == "eq")
+        if op == "eq":
+            return paths.same(v, arg)
+        if op == "ne":
+            return not paths.same(v, arg)
+        if paths.value_class(v) != paths.value_class(arg):
+            return False
+        return bool(_ORDER[op](v, arg))
+    if tag == "jin":
+        hit = any(v is None if a is None else paths.same(v, a) for a in node[3])
+        return not hit if node[4] else hit
+    if tag == "jexists":
+        return (v is not None) is node[3]
+    if tag == "jregex":
+        return isinstance(v, str) and re.search(node[3], v) is not None
     raise AssertionError(tag)
 
 

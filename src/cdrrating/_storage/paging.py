@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from cdrrating._storage import paths
 from cdrrating._storage.entities import (
     CDR_ENTITY,
     Entity,
@@ -23,9 +24,11 @@ from cdrrating._storage.entities import (
 )
 from cdrrating._storage.filters import (
     TRUE,
+    JsonPath,
     Node,
     cmp,
     parse_filter,
+    resolve,
 )
 from cdrrating._storage.records import (
     Clock,
@@ -109,6 +112,14 @@ def _unb64(text: str) -> bytes:
 
 # -- compiled queries and page assembly -----------------------------------------------------
 
+#: The top-level keys of a stored session's ``to_mapping()`` (the list API's shape).
+SESSION_RECORD_KEYS = (
+    "id", "sessionId", "operatorId", "company", "auth", "location", "isRoaming", "consumed",
+    "evseId", "chargeBoxId", "startedAt", "endedAt", "updatedAt", "ongoing", "currency",
+    "cost", "costInclVat", "chargingSeconds", "parkingSeconds", "chargingPeriods",
+    "tariffIds", "createdAt",
+)  # fmt: skip
+
 
 @attrs.frozen
 class Compiled:
@@ -125,6 +136,10 @@ class Compiled:
     fingerprint: str
     fields: tuple[str, ...] | None
     with_count: bool = False
+    sort_path: JsonPath | None = None  # sorting by a JSON path: order starts SORT_COLUMNS
+    #: The sort column may be empty (NULL): empty values sort lowest, before every value
+    #: ascending and after every value descending, ties broken by the id.
+    sort_nullable: bool = False
 
     @property
     def sort_column(self) -> str:
@@ -145,7 +160,16 @@ class Compiled:
         return self.descending != self.backward
 
     def sort_key(self, row: Mapping[Any, Any]) -> tuple[Any, ...]:
+        """The row's position in ``order`` columns, as a cursor carries it (None for an
+        empty sort value)."""
         return tuple(row[c] for c in self.order)
+
+    def scan_key(self, row: Mapping[Any, Any]) -> tuple[Any, ...]:
+        """A Python sort key for the listing order: empty values lowest (memory)."""
+        key = self.sort_key(row)
+        if not self.sort_nullable:
+            return key
+        return ((key[0] is not None, key[0]), *key[1:])
 
 
 def compile_query(entity: Entity, query: Query | None, codec: CursorCodec) -> Compiled:
@@ -169,37 +193,41 @@ def compile_query(entity: Entity, query: Query | None, codec: CursorCodec) -> Co
         parts.append(
             ("cmp", "updated_at_us", "lt", check_instant("updated_before", q.updated_before))
         )
-    if not q.include_in_progress and entity is CDR_ENTITY:
-        parts.append(("cmp", "in_progress", "eq", False))
+    if not q.include_in_progress and entity.in_progress is not None:
+        parts.append(("cmp", entity.in_progress, "eq", False))
     if q.where:
         parts.append(parse_filter(entity, q.where))
     if q.search:
         _check_text("search", q.search, 255)
         parts.append(search_node(entity, fold(q.search)))
     sort_name = q.sort or entity.default_sort
-    field = entity.fields.get(sort_name)
-    if field is None or not field.sortable:
-        names = ", ".join(n for n, f in entity.fields.items() if f.sortable)
-        raise ValidationError("sort", sort_name, f"a field that is never empty: {names}")
+    field, sort_path = _sort_by(entity, sort_name)
     if q.fields is not None:
         known = record_keys(entity)
         for name in q.fields:
-            if name not in known:
-                raise ValidationError("fields", name, "field names from: " + ", ".join(known))
+            if name not in known and not _resolves(entity, name):
+                opened = [f"{n}.<key>[.<key>...]" for n in entity.open_json]
+                raise ValidationError(
+                    "fields", name, "field names from: " + ", ".join([*known, *opened])
+                )
     node: Node = ("and", parts)
-    order = (field.column, entity.key, TENANT_KEY)
+    leading = SORT_COLUMNS if sort_path is not None else (field.column,)
+    order = (*leading, entity.key, *((TENANT_KEY,) if entity.tenanted else ()))
     fingerprint = hashlib.sha256(
         json.dumps(
-            [entity.name, node, list(order), q.order], default=str, separators=(",", ":")
+            [entity.name, node, list(order), q.order, sort_path and sort_path.path],
+            default=str,
+            separators=(",", ":"),
         ).encode()
     ).hexdigest()[:24]
     backward, after = False, None
     if q.cursor is not None:
         direction, after = codec.decode(q.cursor, fingerprint)
         backward = direction == "p"
-        _check_position(q.cursor, after, field)
+        _check_position(q.cursor, after, field, len(order), sort_path is not None)
     descending = q.order == "desc"
-    keyset = TRUE if after is None else keyset_node(order, after, descending != backward)
+    nullable = sort_path is None and field.nullable
+    keyset = TRUE if after is None else keyset_node(order, after, descending != backward, nullable)
     return Compiled(
         entity=entity,
         filter=node,
@@ -212,30 +240,115 @@ def compile_query(entity: Entity, query: Query | None, codec: CursorCodec) -> Co
         fingerprint=fingerprint,
         fields=q.fields,
         with_count=q.with_count,
+        sort_path=sort_path,
+        sort_nullable=nullable,
     )
 
 
-def _check_position(cursor: str, after: tuple[Any, ...], field: Field) -> None:
+#: The pseudo-columns a sort by a JSON path orders by: the value's class rank, its
+#: number (booleans as 0/1) and its text (see ``_storage.paths.sort_key``). Adapters
+#: compute them per row (memory) or select them as labelled expressions (SQL).
+SORT_COLUMNS = ("_sort_rank", "_sort_num", "_sort_text")
+
+
+def _sort_by(entity: Entity, name: str) -> tuple[Field, JsonPath | None]:
+    """A sort key: a column (one that may be empty sorts its empty values lowest), or a
+    dotted path into JSON (any value sorts: by class, then value; see
+    ``_storage.paths``)."""
+    field = entity.fields.get(entity.aliases.get(name, name))
+    if field is not None and field.sortable:
+        return field, None
+    if field is None:
+        try:
+            ref = resolve(entity, name, "sort")
+        except ValidationError:
+            ref = None
+        if isinstance(ref, JsonPath):
+            return Field(ref.name, Kind.JSON), ref
+    names = [n for n, f in entity.fields.items() if f.sortable]
+    names += [a for a, n in entity.aliases.items() if n in names]
+    names += list(entity.json_names)
+    names += [f"{n}.<key>[.<key>...]" for n in entity.open_json]
+    raise ValidationError("sort", name, "a field or a JSON path: " + ", ".join(names))
+
+
+def with_sort_columns(compiled: Compiled, row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The row with the :data:`SORT_COLUMNS` of a sort by a JSON path (memory)."""
+    ref = compiled.sort_path
+    if ref is None:
+        return row
+    key = paths.sort_key(paths.read(row[ref.column], ref.path))
+    return {**row, **dict(zip(SORT_COLUMNS, key, strict=True))}
+
+
+def _resolves(entity: Entity, name: str) -> bool:
+    """A name a filter could use: another spelling, or a dotted path into JSON
+    (``extra.location.country``)."""
+    try:
+        resolve(entity, name, "fields")
+    except ValidationError:
+        return False
+    return True
+
+
+def _check_position(
+    cursor: str, after: tuple[Any, ...], field: Field, size: int, by_path: bool
+) -> None:
     # A signed cursor holds what this codec wrote; this guards a reused key.
     kinds = {Kind.BOOL: bool, Kind.INT: int, Kind.TIME: int}
-    want = kinds.get(field.kind, str)
-    ok = len(after) == 3 and isinstance(after[1], str) and isinstance(after[2], str)
-    if not ok or type(after[0]) is not want:
+    lead = 3 if by_path else 1
+    ok = len(after) == size and all(isinstance(v, str) for v in after[lead:])
+    if ok and by_path:
+        rank, number, text = after[:3]
+        ok = (
+            type(rank) is int
+            and isinstance(number, int | float)
+            and not isinstance(number, bool)
+            and isinstance(text, str)
+        )
+    elif ok:
+        ok = type(after[0]) is kinds.get(field.kind, str) or (after[0] is None and field.nullable)
+    if not ok:
         raise ValidationError(
             "cursor", cursor, "a cursor of this query (its position is malformed)"
         )
 
 
-def keyset_node(order: Sequence[str], after: Sequence[Any], descending: bool) -> Node:
+def keyset_node(
+    order: Sequence[str], after: Sequence[Any], descending: bool, nullable: bool = False
+) -> Node:
     """Rows strictly after ``after`` in the lexicographic order of ``order`` columns:
     (a, b, c) < (x, y, z) spelt out as comparisons. The leading ``a <= x`` is implied
-    by the rest; it lets every planner scan the (a, b, c) index as a range."""
+    by the rest; it lets every planner scan the (a, b, c) index as a range.
+    ``nullable``: the first column may be empty, and empty sorts lowest."""
+    if nullable:
+        return _nullable_keyset(order, after, descending)
     strict, loose = ("lt", "lte") if descending else ("gt", "gte")
     options: list[Node] = []
     for i, col in enumerate(order):
         equal = [("cmp", order[j], "eq", after[j]) for j in range(i)]
         options.append(("and", [*equal, _cmp_col(col, strict, after[i])]))
     return ("and", [_cmp_col(order[0], loose, after[0]), ("or", options)])
+
+
+def _nullable_keyset(order: Sequence[str], after: Sequence[Any], descending: bool) -> Node:
+    """:func:`keyset_node` when the first column may be empty (NULL), which sorts below
+    every value. A comparison with NULL is never true in SQL (nor in ``evaluate``), so the
+    empty rows are named with IS NULL / IS NOT NULL rather than compared."""
+    lead, value = order[0], after[0]
+    # Rows tied on the sort value continue by the unique key (never empty).
+    rest = keyset_node(order[1:], after[1:], descending)
+    empty: Node = ("cmp", lead, "eq", None)  # IS NULL
+    if value is None:
+        tied: Node = ("and", [empty, rest])
+        # Ascending, every value follows the empty ones; descending, nothing does.
+        return tied if descending else ("or", [tied, ("cmp", lead, "ne", None)])
+    beyond = _cmp_col(lead, "lt" if descending else "gt", value)
+    tied = ("and", [_cmp_col(lead, "eq", value), rest])
+    if descending:
+        return ("or", [beyond, tied, empty])
+    # As in keyset_node: the implied ``a >= x`` lets a planner scan an index as a range.
+    return ("and", [_cmp_col(lead, "gte", value), ("or", [beyond, tied])])
 
 
 def _cmp_col(column: str, op: str, value: Any) -> Node:
@@ -246,6 +359,8 @@ def _cmp_col(column: str, op: str, value: Any) -> Node:
 
 def record_keys(entity: Entity) -> tuple[str, ...]:
     """The keys of a stored record's :meth:`to_mapping`, in order."""
+    if entity.name == "session":
+        return SESSION_RECORD_KEYS
     if entity is CDR_ENTITY:
         return (
             *(f.name for f in attrs.fields(CDR)),

@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
+from cdrrating._storage import paths
 from cdrrating.cdr import CDR
 from cdrrating.charge import Charge, ChargeStatus, Reason
 from cdrrating.errors import (
@@ -81,7 +82,24 @@ class StoredCDR:
         out["updated_at"] = self.updated_at.isoformat()
         if fields is None:
             return out
-        return {name: out[name] for name in fields}
+        return pick(out, fields)
+
+
+def pick(out: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The keys ``fields`` names, in order. A dotted name (``extra.location.country``)
+    keeps the nesting and only that leaf (None when missing), so every record of a
+    listing has the same shape; a name already covered by a whole parent is skipped."""
+    chosen: dict[str, Any] = {}
+    wanted = set(fields)
+    for name in fields:
+        if name in out:
+            chosen[name] = out[name]
+            continue
+        heads = name.split(".")
+        if any(".".join(heads[:i]) in wanted for i in range(1, len(heads))):
+            continue
+        paths.nest(chosen, name, paths.project(out, name))
+    return chosen
 
 
 @attrs.frozen(kw_only=True)
@@ -251,13 +269,18 @@ class Query:
     - ``since``/``until``: ``started_at`` (rates: ``created_at``) in ``[since, until)``;
       epoch milliseconds, ISO 8601 text or an aware datetime.
     - ``where``: a MongoDB-style filter over named fields, e.g.
-      ``{"billsec": {"$gte": 60}, "$or": [{"tenant": "a"}, {"tenant": None}]}``.
+      ``{"billsec": {"$gte": 60}, "$or": [{"tenant": "a"}, {"tenant": None}]}``, and
+      dotted paths into ``extra`` (``{"extra.location.country": "NL"}``), compared by
+      JSON type: numbers as numbers, text as text, booleans as booleans.
     - ``updated_since``/``updated_before``: ``updated_at`` in ``[since, before)``.
     - ``sort`` (default ``started_at``; rates ``created_at``) and ``order`` (``"desc"``
-      default); ties are broken by the id in the same order, so pages are stable.
+      default): any field, or a dotted path into ``extra``; ties are broken by the id
+      in the same order, so pages are stable. Empty values (None) sort lowest: first
+      ascending, last descending.
     - ``limit``: page size, default 1000, larger values are capped at 10,000.
     - ``cursor``: a ``next_cursor``/``previous_cursor`` from a page of the same query.
-    - ``fields``: the keys :meth:`Page.to_records` returns.
+    - ``fields``: the keys :meth:`Page.to_records` returns (a dotted path into
+      ``extra`` keeps its nesting).
     - ``include_in_progress``: include start rows of calls that have not ended.
     - ``with_count``: fill ``Page.count`` (the SQL adapter counts in the same
       statement that reads the page).

@@ -142,7 +142,8 @@ def _extra_text(extra: Mapping[str, Any]) -> str:
             "extra",
             value,
             "a mapping that JSON keeps exactly: str keys; values None, bool, int, finite "
-            "float, str, list or such a mapping (no tuples, sets or other types)",
+            "float, str, list or such a mapping (no tuples, sets or other types; no NUL "
+            "characters, which PostgreSQL's jsonb cannot hold)",
         )
     return text
 
@@ -150,10 +151,14 @@ def _extra_text(extra: Mapping[str, Any]) -> str:
 def _json_exact(value: Any) -> bool:
     # json.loads(...) == value misses a tuple inside a list compared to a list; be exact.
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_exact(v) for k, v in value.items())
+        return all(
+            isinstance(k, str) and "\x00" not in k and _json_exact(v) for k, v in value.items()
+        )
     if isinstance(value, list):
         return all(_json_exact(v) for v in value)
-    return value is None or isinstance(value, bool | int | float | str)
+    if isinstance(value, str):
+        return "\x00" not in value
+    return value is None or isinstance(value, bool | int | float)
 
 
 def cdr_values(

@@ -46,6 +46,7 @@ from ._common import (
 from ._deck import add_rates
 from ._explain import add_explain
 from ._rate import add_check_plan, add_rate, summarise
+from ._sessions import add_sessions
 from ._store import add_export, add_import_cdrs, add_import_rates, add_prune, add_query
 
 __all__ = [
@@ -70,6 +71,7 @@ _COMMANDS: list[Callable[[SubParsers[argparse.ArgumentParser]], None]] = [
     add_prune,
     add_rates,
     add_explain,
+    add_sessions,
 ]
 
 

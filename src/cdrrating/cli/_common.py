@@ -29,6 +29,7 @@ from cdrrating.formats import (
     read_rates,
     write_records,
 )
+from cdrrating.formats.parquet import is_parquet_path, require_pyarrow
 from cdrrating.money import format_micros
 
 EXIT_OK = 0
@@ -204,13 +205,13 @@ def add_cdr_input_options(p: argparse.ArgumentParser, *, deck: bool = False) -> 
     p.add_argument(
         "--cdr-format",
         choices=list(CDR_FORMATS),
-        default="csv",
-        help="the CDR file's format (default csv: named columns; see docs/formats/)",
+        help="the CDR file's format (default: parquet for a file named *.parquet or *.pq, "
+        "else csv: named columns; see docs/formats/)",
     )
     p.add_argument(
         "--mapping",
         type=json_mapping,
-        help="JSON object renaming CDR columns, for the csv and json formats",
+        help="JSON object renaming CDR columns, for the csv, json and parquet formats",
     )
     add_text_options(p, "timestamps", cdrs=True, deck=deck)
     add_reject_options(p)
@@ -253,21 +254,48 @@ def source(path: str) -> Any:
     return sys.stdin.buffer if path == "-" else path
 
 
+def cdr_format(args: argparse.Namespace) -> str:
+    """The CDR file's format: ``--cdr-format``, else told by the file name (``*.parquet``
+    and ``*.pq`` are Parquet), else csv."""
+    given: str | None = args.cdr_format
+    if given is not None:
+        return given
+    return "parquet" if args.cdrs != "-" and is_parquet_path(args.cdrs) else "csv"
+
+
+def need_pyarrow(what: str) -> None:
+    """Fail now, before anything is read or stored, when Parquet cannot be used here."""
+    try:
+        require_pyarrow()
+    except ImportError as error:
+        raise InputError(f"{what}: {error}") from None
+
+
 def cdr_reader(
     path: str, args: argparse.Namespace, reject_file: IO[str] | None = None
 ) -> Reader[Any]:
+    fmt = cdr_format(args)
     options: dict[str, Any] = {
         "encoding": encoding(args, "cdr"),
         "default_tz": args.default_tz,
         "reject_file": reject_file,
     }
     if args.mapping is not None:
-        if args.cdr_format not in ("csv", "json"):
+        if fmt not in ("csv", "json", "parquet"):
             raise UsageError(
-                f"--mapping applies to the csv and json formats, not {args.cdr_format}"
+                f"--mapping applies to the csv and json formats and to parquet, not {fmt}"
             )
         options["mapping"] = args.mapping
-    return read_cdrs(source(path), args.cdr_format, **options)
+    if fmt == "parquet":
+        if path == "-":
+            raise UsageError(
+                "a Parquet file cannot be read from stdin (its index is at its end): give its path"
+            )
+        need_pyarrow(path)
+        row_group_size = getattr(args, "row_group_size", None)
+        if row_group_size is not None:
+            options["batch_size"] = row_group_size
+    return read_cdrs(source(path), fmt, **options)
 
 
 def read_deck(path: str, args: argparse.Namespace) -> tuple[list[Any], Reader[Any]]:
@@ -369,9 +397,16 @@ class Where:
 
 
 def _where(reader: Reader[Any]) -> Where:
-    # A reader that tells the line of the record it handed out last says it as ``line``.
+    # A reader that tells the line of the record it handed out last says it as ``line``;
+    # a Parquet file has rows, not lines.
     line = getattr(reader, "line", None)
+    if reader.format == "parquet":
+        line = None
     return Where(reader.name, line if isinstance(line, int) else None, reader.rows)
+
+
+def _reject_place(reader: Reader[Any], line: int) -> str:
+    return f"{reader.name}: row {line}" if reader.format == "parquet" else f"{reader.name}:{line}"
 
 
 def first_of_each_call(
@@ -392,7 +427,7 @@ def first_of_each_call(
     def log_reader_rejects() -> None:
         nonlocal logged
         for reject in reader.rejects[logged:]:
-            log.add(f"{reader.name}:{reject.line}", reject.reason)
+            log.add(_reject_place(reader, reject.line), reject.reason)
         logged = len(reader.rejects)
 
     for cdr in guarded(reader):
@@ -573,7 +608,9 @@ def open_repository(db: str, kind: str = "cdrs", *, must_exist: bool = False) ->
         os.environ.get("CDRRATING_CURSOR_KEY")
         or hashlib.sha256(b"cdrrating-cli\0" + url.encode()).hexdigest()
     )
-    cls = sql.SQLRateRepository if kind == "rates" else sql.SQLCDRRepository
+    cls = {"rates": sql.SQLRateRepository, "sessions": sql.SQLSessionRepository}.get(
+        kind, sql.SQLCDRRepository
+    )
     try:
         repo: Any = cls(url, create=not must_exist, cursor_key=key)
     except ImportError as error:  # a driver (psycopg, pymysql) is missing

@@ -1,7 +1,9 @@
 """The repository contract: one pytest suite every storage adapter must pass.
 
-Subclass :class:`CDRRepositoryContract` / :class:`RateRepositoryContract` in a test
-module and provide a fixture that builds an *empty* repository::
+Subclass :class:`CDRRepositoryContract` / :class:`RateRepositoryContract` /
+:class:`SessionRepositoryContract` in a test module and provide a fixture
+(``make_cdr_repository``, ``make_rate_repository``, ``make_session_repository``) that
+builds an *empty* repository::
 
     from cdrrating.testing.contract import CDRRepositoryContract
 
@@ -28,6 +30,7 @@ import operator
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Protocol
 
 import attrs
@@ -40,6 +43,13 @@ from cdrrating._storage.entities import (
 )
 from cdrrating.cdr import CDR
 from cdrrating.charge import ChargeStatus, Reason
+from cdrrating.charging import (
+    CdrDimension,
+    ChargingPeriod,
+    ChargingSession,
+    SessionAuth,
+    SessionLocation,
+)
 from cdrrating.errors import Conflict, NotFound, ValidationError
 from cdrrating.plan import RatePlan
 from cdrrating.rates import Rate, Tier
@@ -50,6 +60,7 @@ from cdrrating.repository import (
     Page,
     Query,
     RateRepository,
+    SessionRepository,
     StoredCDR,
     export,
     export_lines,
@@ -63,6 +74,8 @@ __all__ = [
     "FakeClock",
     "RateRepositoryContract",
     "RateRoundTripContract",
+    "SessionRepositoryContract",
+    "session",
 ]
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -466,9 +479,26 @@ class CDRRepositoryContract:
         expected = sorted((f"t{i:02d}" for i in range(30)), key=lambda c: (int(c[1:]) % 4, c))
         assert got == expected
         with pytest.raises(ValidationError, match="sort"):
-            repo.query(Query(sort="cost_micros"))  # may be empty: not a keyset key
+            repo.query(Query(sort="extra"))  # a JSON document as a whole has no order
         with pytest.raises(ValidationError, match="sort"):
             repo.query(Query(sort="nope"))
+
+    def test_sort_by_a_field_that_may_be_empty(self, repo: CDRRepository) -> None:
+        # Empty sorts lowest: first ascending, last descending, ties by id both ways.
+        repo.add_many(
+            cdr(f"e{i}", cost_micros=cost, currency=None if cost is None else "EUR")
+            for i, cost in enumerate([30, None, 10, None, 30, 0])
+        )
+        asc = ["e1", "e3", "e5", "e2", "e0", "e4"]
+        assert ids(repo.query(Query(sort="cost_micros", order="asc"))) == asc
+        assert ids(repo.query(Query(sort="cost_micros", order="desc"))) == asc[::-1]
+        for order in ("asc", "desc"):
+            for limit in (1, 2, 3, 4):
+                query = Query(sort="cost_micros", order=order, limit=limit)
+                pages = all_pages(repo, query)
+                assert functools.reduce(operator.iadd, pages, []) == (
+                    asc if order == "asc" else asc[::-1]
+                )
 
     @pytest.mark.parametrize(
         ("sort", "order"),
@@ -996,6 +1026,13 @@ class CDRRepositoryContract:
                 direction=("inbound", "outbound")[i % 2],
                 disposition=("ANSWERED", "BUSY")[i % 3 == 0] if i % 4 == 0 else "ANSWERED",
                 tenant=("a", "b")[i % 2],
+                # Fields that may be empty: empty, tied and distinct values mixed.
+                extension=(None, "x1", "x0", None)[i % 4],
+                hangup_cause=None if i % 5 == 0 else f"h{i % 2}",
+                cost_micros=None if i % 3 == 1 else i % 4,
+                currency=None if i % 3 == 1 else "EUR",
+                answered_at=None if i % 2 else T0 + timedelta(seconds=i // 3 + 1),
+                ended_at=None if i % 6 == 5 else T0 + timedelta(seconds=i // 3 + 70),
             )
             for i in range(13)
         )
@@ -1312,3 +1349,565 @@ class RateRepositoryContract(RateRoundTripContract):
 
 def _fields(rate_: Rate) -> dict[str, Any]:
     return {f.name: getattr(rate_, f.name) for f in attrs.fields(Rate)}
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+class _SessionFactory(Protocol):
+    def __call__(self, *, clock: FakeClock, cursor_key: bytes) -> SessionRepository: ...
+
+
+#: The sessions of the fleet :func:`session` builds that are still going on.
+ONGOING = frozenset({5, 11, 17})
+
+
+def session(n: int, **kw: Any) -> ChargingSession:
+    """Session ``n`` of a small fleet with ties in every sort (``started_at`` every third,
+    ``updated_at`` every second), values of each common list-API field cycling, and
+    ``extra`` holding nested values. ``n`` in :data:`ONGOING`: no end yet."""
+    started = T0 + timedelta(minutes=n // 3)
+    ended = None if n in ONGOING else started + timedelta(hours=1)
+    values: dict[str, Any] = {
+        "id": f"s{n:02d}",
+        "started_at": started,
+        "ended_at": ended,
+        "updated_at": T0 + timedelta(hours=2, minutes=n // 2),
+        "energy_wh": (n % 5) * 1000,
+        "location": SessionLocation(
+            id=f"L{n % 4}", country=("NL", "DE", "BE")[n % 3], public=n % 4 != 0, type="ON_STREET"
+        ),
+        "evse_id": f"E{n}",
+        "charge_box_id": f"CB{n % 5}",
+        "session_id": f"sess-{n}",
+        "auth": SessionAuth(uid=f"U{n % 6}", type=("RFID", "APP_USER")[n % 2]),
+        "operator_id": ("NLABC", "DEXYZ")[n % 2],
+        "company_id": f"c{n % 3}",
+        "roaming": n % 3 == 0,
+        "currency": "EUR",
+        "cost_micros": n * 100_000,
+        "extra": {"tariff": {"kind": ("AD_HOC", "REGULAR")[n % 2]}, "n": n},
+    }
+    values.update(kw)
+    return ChargingSession(**values)
+
+
+FLEET = tuple(range(20))
+
+
+def session_ids(page: Page[Any] | Sequence[Any]) -> list[str]:
+    return [s.id for s in page]
+
+
+def _local_charging_sessions() -> st.SearchStrategy[ChargingSession]:
+    """Sessions for the round-trip property when the shipped strategy is missing."""
+    instants = st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))]),
+    )
+    texts = st.none() | st.text(max_size=8) | st.sampled_from(HOSTILE_TEXT)
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=6,
+    )
+
+    @st.composite
+    def build(draw: st.DrawFn) -> ChargingSession:
+        start = draw(instants)
+        ended = draw(
+            st.none() | st.timedeltas(timedelta(0), timedelta(days=2)).map(lambda d: start + d)
+        )
+        periods = []
+        if draw(st.booleans()):
+            periods.append(
+                ChargingPeriod(
+                    start=start,
+                    dimensions=(CdrDimension("ENERGY", draw(st.decimals(0, 100, places=3))),),
+                    tariff_id=draw(st.none() | st.text(min_size=1, max_size=5)),
+                )
+            )
+        return ChargingSession(
+            id=draw(st.text(min_size=1, max_size=10)),
+            started_at=start,
+            ended_at=ended,
+            energy_wh=draw(st.integers(0, 2**63 - 1)),
+            charging_seconds=draw(st.none() | st.integers(0, 10**6)),
+            location=SessionLocation(
+                id=draw(texts), country=draw(texts), public=draw(st.none() | st.booleans())
+            ),
+            evse_id=draw(texts),
+            auth=SessionAuth(uid=draw(texts), type=draw(texts)),
+            operator_id=draw(texts),
+            roaming=draw(st.booleans()),
+            cost_micros=draw(st.none() | st.integers(0, 10**12)),
+            charging_periods=tuple(periods),
+            tariff_ids=tuple(draw(st.lists(st.text(min_size=1, max_size=4), max_size=2))),
+            extra=draw(st.dictionaries(st.text(max_size=4), json_values, max_size=3)),
+        )
+
+    return build()
+
+
+def _charging_sessions() -> st.SearchStrategy[ChargingSession]:
+    shipped = getattr(cst, "charging_sessions", None)
+    local = _local_charging_sessions()
+    return local if shipped is None else shipped() | local
+
+
+class SessionRepositoryContract:
+    """Behaviour every :class:`~cdrrating.repository.SessionRepository` must show.
+
+    Provide a ``make_session_repository`` fixture returning a callable
+    ``(clock=..., cursor_key=...) -> SessionRepository`` that gives an empty repository.
+    """
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock(T0 + timedelta(days=30))
+
+    @pytest.fixture
+    def sessions(
+        self, make_session_repository: _SessionFactory, clock: FakeClock
+    ) -> SessionRepository:
+        return make_session_repository(clock=clock, cursor_key=KEY)
+
+    @pytest.fixture
+    def fleet(self, sessions: SessionRepository) -> SessionRepository:
+        assert sessions.add_many(session(n) for n in FLEET) == len(FLEET)
+        return sessions
+
+    # -- writes and reads ------------------------------------------------------------------
+
+    def test_add_then_get_round_trips(self, sessions: SessionRepository, clock: FakeClock) -> None:
+        original = session(
+            3,
+            charging_periods=(
+                ChargingPeriod(
+                    start=T0 + timedelta(minutes=1),
+                    dimensions=(CdrDimension("ENERGY", Decimal("1.250")),),
+                    tariff_id="t1",
+                ),
+            ),
+            tariff_ids=("t1",),
+            charging_seconds=3000,
+            parking_seconds=600,
+        )
+        stored = sessions.add(original)
+        assert stored.session == original
+        assert stored.created_at == clock()
+        assert sessions.get("s03") == stored
+        assert sessions.get("s03").session.extra == original.extra
+        with pytest.raises(Conflict):
+            sessions.add(original)
+        for missing in ("nope", 3, None, ""):
+            with pytest.raises(NotFound):
+                sessions.get(missing)  # type: ignore[arg-type]
+        sessions.delete("s03")
+        with pytest.raises(NotFound):
+            sessions.delete("s03")
+
+    def test_add_many_is_all_or_nothing_and_names_the_record(
+        self, sessions: SessionRepository
+    ) -> None:
+        with pytest.raises(Conflict, match=r"records\[2\]"):
+            sessions.add_many([session(1), session(2), session(1)])
+        assert sessions.count(include_ongoing=True) == 0
+        bad = {"id": "x", "startedAt": "2026-03-02T10:00:00Z", "consumed": "lots"}
+        with pytest.raises(ValidationError, match=r"records\[1\]\.consumed"):
+            sessions.add_many([session(1), bad])
+        assert sessions.count(include_ongoing=True) == 0
+        sessions.add_many([session(1)])
+        with pytest.raises(Conflict, match=r"records\[1\]"):
+            sessions.add_many([session(2), session(1)])
+        assert session_ids(sessions.query(include_ongoing=True)) == ["s01"]
+
+    def test_add_many_reads_both_shapes(self, sessions: SessionRepository) -> None:
+        listed = session(7).to_mapping(shape="list")
+        ocpi = session(8).to_mapping(shape="ocpi")
+        assert sessions.add_many([listed, ocpi]) == 2
+        assert sessions.get("s07").session == session(7)
+        assert sessions.get("s08").session == ChargingSession.from_mapping(ocpi)
+
+    def test_upsert_keeps_the_newer_session(
+        self, sessions: SessionRepository, clock: FakeClock
+    ) -> None:
+        first = sessions.upsert(session(5))  # ongoing
+        clock.advance(minutes=1)
+        later = session(5, ended_at=T0 + timedelta(hours=1), updated_at=T0 + timedelta(hours=3))
+        done = sessions.upsert(later)
+        assert done.session == later
+        assert done.created_at == first.created_at
+        # A late copy of the ongoing session arrives: it does not undo the end.
+        assert sessions.upsert(session(5)).session == later
+        assert sessions.upsert_many([session(5), session(6), session(6, energy_wh=1)]) == 2
+        assert sessions.get("s05").session == later
+        # Same updated_at: the later of the two given wins.
+        assert sessions.get("s06").session.energy_wh == 1
+
+    def test_what_cannot_be_read_back_is_refused_before_writing(
+        self, sessions: SessionRepository
+    ) -> None:
+        for extra in (
+            {"x": Decimal("NaN")},
+            {"x": float("nan")},
+            {"x": "a\x00b"},
+            {"a\x00": 1},
+            {"x": [float("inf")]},
+        ):
+            with pytest.raises(ValidationError, match="extra"):
+                sessions.add(session(1, extra=extra))
+        with pytest.raises(ValidationError, match="id"):
+            sessions.add(session(1, id="x" * 256))
+        with pytest.raises(ValidationError, match="started_at"):
+            sessions.add(
+                session(
+                    1,
+                    started_at=datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+                    ended_at=None,
+                    updated_at=T0,
+                )
+            )
+        assert sessions.count(include_ongoing=True) == 0
+
+    def test_decimals_in_extra_read_back_as_decimals(self, sessions: SessionRepository) -> None:
+        # OCPI data read with parse_float=Decimal keeps its unknown numbers as Decimals.
+        extra = {"price": Decimal("0.2500"), "n": [Decimal("1E+2"), 0.1, 7], "f": 1.5}
+        original = sessions.add(session(1, extra=extra)).session
+        back = sessions.get("s01").session.extra
+        assert back == original.extra
+        assert isinstance(back["price"], Decimal)
+        assert str(back["price"]) == "0.2500"
+        assert [type(v) for v in back["n"]] == [Decimal, float, int]
+        assert isinstance(back["f"], float)
+        # ... and compare as numbers in filters.
+        assert session_ids(sessions.query(filter={"extra.price": {"$gt": 0.2}})) == ["s01"]
+        assert session_ids(sessions.query(filter={"extra.price": 0.25})) == ["s01"]
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=_SHARED_BY_ADAPTERS)
+    @given(drawn=st.deferred(_charging_sessions))
+    def test_whatever_is_stored_reads_back_equal(
+        self, make_session_repository: _SessionFactory, clock: FakeClock, drawn: ChargingSession
+    ) -> None:
+        repo = make_session_repository(clock=clock, cursor_key=KEY)
+        for write in (repo.add, repo.upsert, lambda s: repo.add_many([s])):
+            try:
+                write(drawn)
+            except ValidationError:
+                assert repo.count(include_ongoing=True) == 0
+                continue
+            assert repo.get(drawn.id).session == drawn
+            assert session_ids(repo.query(include_ongoing=True)) == [drawn.id]
+            repo.delete(drawn.id)
+
+    # -- the list API: filters ----------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("filter_", "predicate"),
+        [
+            ({"location.country": "NL"}, lambda s: s.location.country == "NL"),
+            ({"operatorId": "DEXYZ"}, lambda s: s.operator_id == "DEXYZ"),
+            ({"company.id": {"$in": ["c1", "c2"]}}, lambda s: s.company_id in ("c1", "c2")),
+            ({"auth.idTag.uid": {"$nin": ["U1", "U2"]}}, lambda s: s.auth.uid not in ("U1", "U2")),
+            ({"auth.type": "RFID"}, lambda s: s.auth.type == "RFID"),
+            ({"auth.type": {"$ne": "RFID"}}, lambda s: s.auth.type != "RFID"),
+            ({"location.isPublic": False}, lambda s: s.location.public is False),
+            ({"isRoaming": True}, lambda s: s.roaming),
+            ({"consumed": {"$gt": 1000, "$lte": 3000}}, lambda s: 1000 < s.energy_wh <= 3000),
+            ({"consumed": {"$gte": 3000}}, lambda s: s.energy_wh >= 3000),
+            ({"consumed": {"$lt": 1000}}, lambda s: s.energy_wh < 1000),
+            ({"energy_wh": 2000}, lambda s: s.energy_wh == 2000),
+            ({"evseId": {"$regex": "^E1"}}, lambda s: s.evse_id.startswith("E1")),
+            ({"sessionId": {"$eq": "sess-4"}}, lambda s: s.session_id == "sess-4"),
+            ({"chargeBoxId": {"$gte": "CB3"}}, lambda s: s.charge_box_id >= "CB3"),
+            ({"chargeBoxId": {"$exists": True}}, lambda s: True),
+            ({"location.timeZone": {"$exists": True}}, lambda s: False),
+            ({"endedAt": None}, lambda s: s.ended_at is None),
+            ({"endedAt": {"$exists": True}}, lambda s: s.ended_at is not None),
+            (
+                {"startedAt": {"$gte": "2026-03-02T10:03:00Z", "$lt": T0 + timedelta(minutes=5)}},
+                lambda s: T0 + timedelta(minutes=3) <= s.started_at < T0 + timedelta(minutes=5),
+            ),
+            ({"cost_micros": {"$gte": 1_500_000}}, lambda s: s.cost_micros >= 1_500_000),
+            ({"extra.tariff.kind": "AD_HOC"}, lambda s: s.extra["tariff"]["kind"] == "AD_HOC"),
+            ({"extra.n": {"$in": [1, 2, 30]}}, lambda s: s.extra["n"] in (1, 2)),
+            (
+                {"$or": [{"operatorId": "NLABC"}, {"location.country": "BE"}]},
+                lambda s: s.operator_id == "NLABC" or s.location.country == "BE",
+            ),
+            (
+                {
+                    "$and": [
+                        {"consumed": {"$gt": 0}},
+                        {"$or": [{"isRoaming": True}, {"ongoing": True}]},
+                    ]
+                },
+                lambda s: s.energy_wh > 0 and (s.roaming or s.ongoing),
+            ),
+        ],
+    )
+    def test_filter(
+        self, fleet: SessionRepository, filter_: dict[str, Any], predicate: Any
+    ) -> None:
+        everyone = [session(n) for n in FLEET]
+        for include_ongoing in (True, False):
+            expected = sorted(
+                (s for s in everyone if predicate(s) and (include_ongoing or not s.ongoing)),
+                key=lambda s: (s.updated_at, s.id),
+            )
+            got = fleet.query(filter=filter_, include_ongoing=include_ongoing)
+            assert session_ids(got) == [s.id for s in expected], filter_
+            assert fleet.count(filter=filter_, include_ongoing=include_ongoing) == len(expected)
+
+    @pytest.mark.parametrize(
+        "filter_",
+        [
+            {"nope": 1},
+            {"cost": {"$gt": 1}},  # the list API's cost is in currency units: cost_micros
+            {"consumed": "lots"},
+            {"consumed": {"$foo": 1}},
+            {"location.isPublic": {"$regex": "x"}},
+            {"startedAt": "yesterday"},
+            {"extra.a b": 1},
+            {"$or": []},
+        ],
+    )
+    def test_bad_filters_are_refused(
+        self, sessions: SessionRepository, filter_: dict[str, Any]
+    ) -> None:
+        with pytest.raises(ValidationError, match="filter"):
+            sessions.query(filter=filter_)
+
+    # -- sort, pages and cursors --------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("sort", "key"),
+        [
+            (None, lambda s: (s.updated_at, s.id)),
+            ("updatedAt", lambda s: (s.updated_at, s.id)),
+            ("startedAt", lambda s: (s.started_at, s.id)),
+            ("started_at", lambda s: (s.started_at, s.id)),
+            ("id", lambda s: (s.id,)),
+            ("ongoing", lambda s: (s.ongoing, s.id)),
+            # Values inside the JSON document sort too (by type, then value).
+            ("consumed", lambda s: (s.energy_wh, s.id)),
+            ("location.isPublic", lambda s: (s.location.public, s.id)),
+            ("extra.tariff.kind", lambda s: (s.extra["tariff"]["kind"], s.id)),
+        ],
+    )
+    def test_sort_both_ways_with_ties_broken_by_id(
+        self, fleet: SessionRepository, sort: str | None, key: Any
+    ) -> None:
+        everyone = sorted((session(n) for n in FLEET), key=key)
+        assert session_ids(fleet.query(sort=sort, include_ongoing=True)) == [s.id for s in everyone]
+        assert session_ids(fleet.query(sort=sort, order="desc", include_ongoing=True)) == [
+            s.id for s in everyone[::-1]
+        ]
+        with pytest.raises(ValidationError, match="sort"):
+            fleet.query(sort="nope")
+        with pytest.raises(ValidationError, match="order"):
+            fleet.query(order="sideways")
+
+    def test_sort_by_ended_at_puts_ongoing_sessions_first(self, fleet: SessionRepository) -> None:
+        # Ongoing sessions have no end: empty sorts lowest, first ascending and last
+        # descending, ties (three sessions end at each minute) broken by id.
+        finished = [f"s{n:02d}" for n in FLEET if n not in ONGOING]
+        asc = ["s05", "s11", "s17", *finished]
+        assert session_ids(fleet.query(sort="endedAt", include_ongoing=True)) == asc
+        desc = fleet.query(sort="ended_at", order="desc", include_ongoing=True)
+        assert session_ids(desc) == asc[::-1]
+        assert session_ids(fleet.query(sort="endedAt")) == finished
+
+    @pytest.mark.parametrize("order", ["asc", "desc"])
+    @pytest.mark.parametrize("limit", [1, 2, 3, 4, 7])
+    def test_pages_over_empty_values_forward_then_back(
+        self, fleet: SessionRepository, order: str, limit: int
+    ) -> None:
+        # Limits 2 and 3 end a page on an empty value, and on the last empty value with
+        # the next page starting on values (ascending; the mirror image descending).
+        request: dict[str, Any] = {
+            "sort": "endedAt",
+            "order": order,
+            "include_ongoing": True,
+            "limit": limit,
+        }
+        everything = session_ids(fleet.query(**{**request, "limit": 100}))
+        assert set(everything[:3] if order == "asc" else everything[-3:]) == {
+            f"s{n:02d}" for n in ONGOING
+        }
+        pages = [fleet.query(**request)]
+        while pages[-1].next_cursor is not None:
+            pages.append(fleet.query(**request, next_page_cursor=pages[-1].next_cursor))
+        walked = [session_ids(p) for p in pages]
+        assert functools.reduce(operator.iadd, walked, []) == everything
+        back = [pages[-1]]
+        while back[-1].previous_cursor is not None:
+            back.append(fleet.query(**request, previous_page_cursor=back[-1].previous_cursor))
+        assert [session_ids(p) for p in back[::-1]] == walked
+
+    @pytest.mark.parametrize(
+        ("sort", "value"),
+        [
+            ("operatorId", lambda s: s.operator_id),
+            ("company.id", lambda s: s.company_id),
+            ("company_id", lambda s: s.company_id),
+            ("evseId", lambda s: s.evse_id),
+            ("chargeBoxId", lambda s: s.charge_box_id),
+            ("sessionId", lambda s: s.session_id),
+            ("location.country", lambda s: s.location.country),
+            ("auth.idTag.uid", lambda s: s.auth.uid),
+            ("endedAt", lambda s: s.ended_at),
+        ],
+    )
+    def test_every_field_that_may_be_empty_sorts_and_pages(
+        self, sessions: SessionRepository, sort: str, value: Any
+    ) -> None:
+        gappy = [
+            session(
+                n,
+                operator_id=(None, "NLABC", "DEXYZ", None)[n % 4],
+                company_id=None if n % 3 == 0 else f"c{n % 2}",
+                evse_id=None if n % 5 < 2 else f"E{n % 3}",
+                charge_box_id=None if n % 2 else f"CB{n % 4}",
+                session_id=None if n % 7 == 3 else "sess",
+                location=SessionLocation(id=f"L{n}", country=None if n % 4 == 1 else "NL"),
+                auth=SessionAuth(uid=None if n % 3 == 2 else f"U{n % 2}", type="RFID"),
+            )
+            for n in FLEET
+        ]
+        sessions.add_many(gappy)
+        key = lambda s: (value(s) is not None, value(s) or "", s.id)  # noqa: E731
+        if sort == "endedAt":
+            key = lambda s: (value(s) is not None, value(s) or T0, s.id)  # noqa: E731
+        expected = [s.id for s in sorted(gappy, key=key)]
+        assert any(value(s) is None for s in gappy)
+        assert any(value(s) is not None for s in gappy)
+        for order, want in (("asc", expected), ("desc", expected[::-1])):
+            request: dict[str, Any] = {
+                "sort": sort,
+                "order": order,
+                "include_ongoing": True,
+                "limit": 3,
+            }
+            pages = [sessions.query(**request)]
+            while pages[-1].next_cursor is not None:
+                pages.append(sessions.query(**request, next_page_cursor=pages[-1].next_cursor))
+            walked = [session_ids(p) for p in pages]
+            assert functools.reduce(operator.iadd, walked, []) == want, order
+            back = [pages[-1]]
+            while back[-1].previous_cursor is not None:
+                back.append(
+                    sessions.query(**request, previous_page_cursor=back[-1].previous_cursor)
+                )
+            assert [session_ids(p) for p in back[::-1]] == walked
+
+    @pytest.mark.parametrize(
+        ("sort", "order"), [(None, "asc"), ("startedAt", "desc"), ("consumed", "desc")]
+    )
+    def test_pages_forward_then_back_are_the_same_pages(
+        self, fleet: SessionRepository, sort: str | None, order: str
+    ) -> None:
+        request: dict[str, Any] = {
+            "filter": {"consumed": {"$gte": 0}},
+            "sort": sort,
+            "order": order,
+            "include_ongoing": True,
+            "limit": 6,
+        }
+        pages = [fleet.query(**request)]
+        assert pages[0].previous_cursor is None
+        while pages[-1].next_cursor is not None:
+            pages.append(fleet.query(**request, next_page_cursor=pages[-1].next_cursor))
+        assert [len(p) for p in pages] == [6, 6, 6, 2]
+        assert functools.reduce(operator.iadd, (session_ids(p) for p in pages), []) == session_ids(
+            fleet.query(**{**request, "limit": 100})
+        )
+        back = [pages[-1]]
+        while back[-1].previous_cursor is not None:
+            back.append(fleet.query(**request, previous_page_cursor=back[-1].previous_cursor))
+        assert [session_ids(p) for p in back[::-1]] == [session_ids(p) for p in pages]
+
+    def test_next_and_previous_cursors_are_mutually_exclusive(
+        self, fleet: SessionRepository
+    ) -> None:
+        first = fleet.query(limit=3)
+        second = fleet.query(limit=3, next_page_cursor=first.next_cursor)
+        assert second.previous_cursor is not None
+        assert second.next_cursor is not None
+        with pytest.raises(ValidationError, match="cursor"):
+            fleet.query(
+                limit=3,
+                next_page_cursor=second.next_cursor,
+                previous_page_cursor=second.previous_cursor,
+            )
+        # Each cursor names its direction: one given as the other is refused.
+        with pytest.raises(ValidationError, match="previous_page_cursor"):
+            fleet.query(limit=3, previous_page_cursor=second.next_cursor)
+        with pytest.raises(ValidationError, match="next_page_cursor"):
+            fleet.query(limit=3, next_page_cursor=second.previous_cursor)
+        # A cursor belongs to its query: another filter or sort refuses it.
+        with pytest.raises(ValidationError, match="next_page_cursor"):
+            fleet.query(limit=3, sort="startedAt", next_page_cursor=first.next_cursor)
+        with pytest.raises(ValidationError, match="next_page_cursor"):
+            fleet.query(limit=3, next_page_cursor=f"{first.next_cursor}x")
+
+    def test_limit_bounds(self, fleet: SessionRepository) -> None:
+        bad: Any
+        for bad in (0, -1, True, "10", 1.5):
+            with pytest.raises(ValidationError, match="limit"):
+                fleet.query(limit=bad)
+        assert len(fleet.query(limit=1)) == 1
+        page = fleet.query(limit=MAX_LIMIT * 5, include_ongoing=True)
+        assert len(page) == len(FLEET)
+        assert page.next_cursor is None
+
+    # -- ongoing, time range, projection ------------------------------------------------------
+
+    def test_ongoing_sessions_only_on_request(self, fleet: SessionRepository) -> None:
+        finished = [f"s{n:02d}" for n in FLEET if n not in ONGOING]
+        assert sorted(session_ids(fleet.query())) == finished
+        assert fleet.count() == len(finished)
+        assert fleet.count(include_ongoing=True) == len(FLEET)
+        ongoing = fleet.query(filter={"ongoing": True}, include_ongoing=True)
+        assert sorted(session_ids(ongoing)) == [f"s{n:02d}" for n in sorted(ONGOING)]
+        with pytest.raises(ValidationError, match="include_ongoing"):
+            fleet.query(include_ongoing="yes")  # type: ignore[arg-type]
+
+    def test_updated_since_and_before_are_half_open(self, fleet: SessionRepository) -> None:
+        since = T0 + timedelta(hours=2, minutes=3)
+        before = "2026-03-02T12:06:00+00:00"
+        got = fleet.query(since=since, before=before, include_ongoing=True)
+        # updated_at = T0 + 2h + n // 2 minutes: n // 2 in 3, 4, 5.
+        assert session_ids(got) == [f"s{n:02d}" for n in range(6, 12)]
+        epoch_ms = int(since.timestamp() * 1000)
+        assert fleet.count(since=epoch_ms, include_ongoing=True) == 14
+        with pytest.raises(ValidationError, match="since"):
+            fleet.query(since="2026-03-02T12:00:00")  # no offset: no instant
+        with pytest.raises(ValidationError, match="before"):
+            fleet.query(before=1.5)
+
+    def test_fields_project_in_either_spelling(self, fleet: SessionRepository) -> None:
+        page = fleet.query(
+            filter={"id": "s04"},
+            fields=["id", "consumed", "location.country", "auth.idTag.uid", "extra.tariff.kind"],
+        )
+        assert page.to_records() == [
+            {
+                "id": "s04",
+                "consumed": 4000,
+                "location": {"country": "DE"},
+                "auth": {"idTag": {"uid": "U4"}},
+                "tariff": {"kind": "AD_HOC"},
+            }
+        ]
+        canonical = fleet.query(filter={"id": "s04"}, fields="energy_wh,location.country")
+        assert canonical.to_records() == [{"consumed": 4000, "location": {"country": "DE"}}]
+        with pytest.raises(ValidationError, match="fields"):
+            fleet.query(fields=["id", "password"])
