@@ -148,7 +148,7 @@ def test_parquet_read_with_either_dtype_backend(dd: Any, tmp_path: Path, backend
     """Partitions as ``dd.read_parquet`` makes them (several files, Arrow-backed text;
     with ``dtype_backend="pyarrow"`` every column an ``ArrowDtype``): the rows and the
     declared dtypes are rate_table's, and the input columns pass through unchanged."""
-    import pyarrow.parquet as pq  # noqa: PLC0415  # pyarrow ships no type information
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # noqa: PLC0415  # pyarrow ships no type information
 
     from cdrrating.dask import rate_dask  # noqa: PLC0415
 

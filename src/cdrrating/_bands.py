@@ -34,17 +34,21 @@ _CACHE_LIMIT = 50_000  # cached (schedule set, local date) entries per plan
 class Clock:
     """A plan's time zone and holiday calendars, with a cache of per-day band changes."""
 
-    __slots__ = ("_days", "_keys", "_starts", "holidays", "tz")
+    __slots__ = ("_days", "_keys", "_next_key", "_starts", "holidays", "tz")
 
     def __init__(self, tz: ZoneInfo, holidays: Mapping[str, frozenset[date]]) -> None:
         self.tz = tz
         self.holidays = holidays
         self._keys: dict[tuple[Schedule | None, ...], int] = {}
+        self._next_key = itertools.count()  # never repeats, even under threads
         self._days: dict[tuple[int, date], list[tuple[datetime, int]]] = {}
         self._starts: dict[date, datetime] = {}
 
     def key(self, scheds: tuple[Schedule | None, ...]) -> int:
-        return self._keys.setdefault(scheds, len(self._keys))
+        # Not len(self._keys): two threads (rate_table(threads=n)) could both read one
+        # length and give two schedule sets one key, and so one another's day cache.
+        found = self._keys.get(scheds)
+        return self._keys.setdefault(scheds, next(self._next_key)) if found is None else found
 
     def local(self, at: datetime) -> tuple[date, int]:
         wall = at.astimezone(self.tz)
@@ -160,12 +164,16 @@ class Scheduled:
     ``rates`` are the active rates of one prefix and direction, highest priority first.
     """
 
-    __slots__ = ("_subsets", "clock", "rates")
+    __slots__ = ("_every", "_subsets", "clock", "rates")
 
     def __init__(self, rates: tuple[Rate, ...], clock: Clock) -> None:
         self.rates = rates
         self.clock = clock
         self._subsets: dict[int, tuple[tuple[Rate, ...], tuple[Schedule | None, ...], int]] = {}
+        # No rate has a validity window: all are candidates at every instant, and the
+        # priced-one-by-one path skips asking each.
+        timeless = all(r.valid_from is None and r.valid_until is None for r in rates)
+        self._every = (1 << len(rates)) - 1 if timeless else -1
 
     def find(self, at: datetime) -> Rate | None:
         """The highest-priority rate whose window and schedule contain ``at``."""
@@ -184,10 +192,12 @@ class Scheduled:
     def candidates(self, at: datetime) -> tuple[tuple[Rate, ...], tuple[Schedule | None, ...], int]:
         """The rates whose validity window contains ``at`` (the deck version of a call
         started then), their schedules, and the clock's key for that set."""
-        mask = 0
-        for i, rate in enumerate(self.rates):
-            if in_window(at, rate.valid_from, rate.valid_until):
-                mask |= 1 << i
+        mask = self._every
+        if mask < 0:
+            mask = 0
+            for i, rate in enumerate(self.rates):
+                if in_window(at, rate.valid_from, rate.valid_until):
+                    mask |= 1 << i
         found = self._subsets.get(mask)
         if found is None:
             rates = tuple(r for i, r in enumerate(self.rates) if mask >> i & 1)
@@ -247,6 +257,8 @@ def gap_error(bucket: Scheduled, band: Band) -> PlanError:
 
 def tiers_of(rate: Rate) -> tuple[tuple[int, int, int], ...]:
     """A rate's tiers as ``(after_seconds, per_minute_micros, increment_seconds)``."""
+    if not rate.tiers:
+        return ()  # most rates: no generator to run
     return tuple((t.after_seconds, t.per_minute_micros, t.increment_seconds) for t in rate.tiers)
 
 

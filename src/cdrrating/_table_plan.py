@@ -56,12 +56,20 @@ def _us(dt: datetime | None, none: int) -> int:
     return max(I64_MIN, min(I64_MAX, (dt - _EPOCH) // _MICRO))
 
 
-class Local(NamedTuple):
-    """Instants on a plan's local calendar: weekday (0 = Monday), day (proleptic
-    ordinal), wall-clock seconds of the day; ``placed`` is False for instants outside
-    the offset table's years (``us``, the instants, lets the clock place those)."""
+def _weekday(day: NDArray) -> NDArray:
+    """The weekdays (0 = Monday) of proleptic ordinals, as ``date.weekday()``."""
+    # x - x // k * k, not x % k: numpy divides int64 by a constant several times faster
+    # than it takes a remainder.
+    week = day - 1
+    week -= np.floor_divide(week, 7) * 7
+    return week
 
-    weekday: NDArray
+
+class Local(NamedTuple):
+    """Instants on a plan's local calendar: day (proleptic ordinal, whose weekday
+    ``_weekday`` gives), wall-clock seconds of the day; ``placed`` is False for instants
+    outside the offset table's years (``us``, the instants, lets the clock place those)."""
+
     day: NDArray
     seconds: NDArray
     placed: NDArray
@@ -87,7 +95,8 @@ class Lookup:
         lengths = np.fromiter(map(len, prefixes), np.int64, count)
         self.longest = int(lengths.max()) if count else 0
         self.prefixes = prefixes
-        self.label_len = lengths
+        # Compared with numbers' lengths only: narrow, so the look-up reads less memory.
+        self.label_len = lengths.astype(np.int16) if self.longest < 2**15 else lengths
         self.members = members if members.size else np.zeros(1, np.int32)
         self.bucket_size = sizes
         self.bucket_start = np.concatenate(([0], np.cumsum(sizes)[:-1])) if count else sizes
@@ -95,6 +104,17 @@ class Lookup:
         self.simple = simple
         self.all_simple = bool((simple >= 0).all())
         self.scheduled = scheduled
+        self.any_scheduled = bool(scheduled.any())
+        # Per label, a bit per schedule id of its candidates (set by TablePlan; None:
+        # no schedules, or too many for 64 bits).
+        self.schedule_mask: NDArray | None = None
+        # Per label, which of the distinct sequences of its candidates' schedule ids it
+        # has (-1: a candidate has a validity window); set by TablePlan, None: no use.
+        self.pattern: NDArray | None = None
+        self.pattern_count = 0
+        self.pattern_windowed = False  # some label's pattern is -1
+        # Bits of the schedules every label with schedules has (band_room's rows).
+        self.common_mask = 0
         self._labels: dict[str, int] | None = None
         # The prefixes as disjoint intervals of 18-digit keys, each owned by the longest
         # prefix covering it (-1: none). Prefixes in text order come in key order with
@@ -197,6 +217,23 @@ class TablePlan:
         self._destinations: tuple[NDArray, list[str]] | None = None
         self._arrow: dict[str, Any] = {}
         self._columns(rates)
+        # The wall-clock instants at which some schedule of the plan opens or closes:
+        # between two of them, on one local day, every schedule covers all or nothing.
+        walls = {0}
+        for schedule in self.schedules:
+            walls.update((schedule._start_s, schedule._end_s))
+        self.walls = np.array(sorted(walls), np.int64)
+        for lookup in self.lookups.values():
+            lookup.schedule_mask = self._schedule_mask(lookup)
+            if lookup.schedule_mask is not None and lookup.any_scheduled:
+                common = np.bitwise_and.reduce(lookup.schedule_mask[lookup.scheduled])
+                lookup.common_mask = int(common)
+            lookup.pattern = self._patterns(lookup)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A table form belongs to its plan: it is pickled with the plan (whose pickle
+        # carries its table form) and loads as the loaded plan's own.
+        return (_table_of, (self.plan,))
 
     @property
     def rate_id(self) -> dict[int, int]:
@@ -271,6 +308,9 @@ class TablePlan:
             if r.tiers:
                 tiered.append(k)
         self.schedules: list[Schedule] = list(schedules)
+        self.any_window = bool(
+            (self.valid_from != I64_MIN).any() or (self.valid_until != I64_MAX).any()
+        )
         tiers = max((len(rates[k].tiers) for k in tiered), default=0)
         self.tiers = tiers
         # Pieces (rating-rules §3, ``_rules.rate_pieces``) as columns: piece k runs to
@@ -306,6 +346,11 @@ class TablePlan:
         self.any_minimum = bool((self.minimum > 0).any())
         self.any_maximum = bool((self.maximum >= 0).any())
         self.any_fee = bool((self.fee > 0).any())
+        # Derived once per plan rather than per call: each rate's first step (the same
+        # rule function, over the plan's columns) and the shortest call any rate leaves
+        # to Python ints (no billsec up to it needs the per-rate test).
+        self.first = _rules.first_step(self.initial, self.increment)
+        self.safe_min = int(self.safe.min())
 
     def labels(self, name: str) -> Any:
         """``prefix_values`` or ``destination_values`` as a pyarrow array (built once)."""
@@ -320,24 +365,36 @@ class TablePlan:
 
     def local(self, us: NDArray) -> Local:
         """Instants (µs since the epoch) on the plan's local calendar and clock."""
-        placed = (us >= _LOCAL_RANGE[0]) & (us < _LOCAL_RANGE[1])
-        offset = self._offsets(us[placed]) if placed.any() else np.zeros(0, np.int64)
-        local = us.copy()
-        local[placed] += offset
+        if not us.size or (int(us.min()) >= _LOCAL_RANGE[0] and int(us.max()) < _LOCAL_RANGE[1]):
+            placed = np.ones(us.size, bool)
+            local = us + self._offsets(us) if us.size else us.copy()
+        else:
+            placed = (us >= _LOCAL_RANGE[0]) & (us < _LOCAL_RANGE[1])
+            offset = self._offsets(us[placed]) if placed.any() else np.zeros(0, np.int64)
+            local = us.copy()
+            local[placed] += offset
         day = np.floor_divide(local, _DAY_US)
         seconds = np.floor_divide(local - day * _DAY_US, 1_000_000)
-        return Local((day + 3) % 7, day + _UNIX_ORDINAL, seconds, placed, us)
+        return Local(day + _UNIX_ORDINAL, seconds, placed, us)
 
     def _offsets(self, us: NDArray) -> NDArray:
         """UTC offsets in µs of instants, from the zone's transitions over their range."""
-        tz = self.compiled.clock.tz
-        if tz.key == "UTC":
+        if self.compiled.clock.tz.key == "UTC":
             return np.zeros(us.size, np.int64)
-        lo, hi = int(us.min()), int(us.max())
+        at, off = self._changes(int(us.min()), int(us.max()))
+        if off.size == 1:  # no change of offset over these instants: no search
+            return np.full(us.size, off[0], np.int64)
+        return off[np.searchsorted(at, us, side="right") - 1]
+
+    def _changes(self, lo: int, hi: int) -> tuple[NDArray, NDArray]:
+        """The instants (µs) from which each UTC offset holds over ``[lo, hi]``, and the
+        offsets (µs): the first instant is before ``lo``."""
+        clock = self.compiled.clock
+        if clock.tz.key == "UTC":
+            return np.array([I64_MIN], np.int64), np.zeros(1, np.int64)
         start = (_EPOCH + timedelta(microseconds=lo)).replace(hour=0, minute=0, second=0)
         start -= timedelta(days=1)
         stop = _EPOCH + timedelta(microseconds=hi) + timedelta(days=1)
-        clock = self.compiled.clock
         instants = [start]
         offsets = [clock.offset(start)]
         day = start
@@ -350,7 +407,7 @@ class TablePlan:
             day = nxt
         at = np.array([(t - _EPOCH) // _MICRO for t in instants], np.int64)
         off = np.array([(o or timedelta(0)) // _MICRO for o in offsets], np.int64)
-        return off[np.searchsorted(at, us, side="right") - 1]
+        return at, off
 
     def covers(
         self, schedule: Schedule, weekday: NDArray, day: NDArray, seconds: NDArray
@@ -381,12 +438,15 @@ class TablePlan:
         rows: NDArray,
         at_us: NDArray,
         python: Callable[[NDArray], tuple[NDArray, NDArray]],
+        *,
+        ordered: bool = False,
     ) -> tuple[NDArray, NDArray]:
         """(rate id, label) of the winning rate for the numbers of ``rows`` (-1: none).
 
         ``keys``/``lengths``/``at_us`` are indexed by row. A number longer than the keys
         while the plan has prefixes that long goes to ``python``, the object engine's
-        look-up, which returns its (rate id, label) the same way.
+        look-up, which returns its (rate id, label) the same way. ``ordered``: the
+        caller put ``rows`` in (nearly) ascending key order already (``key_order``).
         """
         lookup = self.lookups[direction]
         m = rows.size
@@ -400,38 +460,53 @@ class TablePlan:
             if odd.any():
                 slow = np.flatnonzero(odd)
                 rate[slow], label[slow] = python(rows[slow])
-            fast = np.flatnonzero(~odd)
+            fast: NDArray | None = np.flatnonzero(~odd)
+            key = keys[rows[fast]]
         else:
-            fast = np.arange(m)
-        key = keys[rows[fast]]
-        if fast.size > 4096:
+            fast = None  # every row, in order: no gather and no scatter for them
+            key = keys[rows]
+        if key.size > SORT_FROM and not ordered:
             # searchsorted over needles in order reads the bounds in order: several
             # times faster on a large deck than random needles, and one sort pays for it.
-            order = _order(key)
-            fast, key = fast[order], key[order]
+            sort = key_order(key)
+            fast, key = (sort if fast is None else fast[sort]), key[sort]
         found = lookup.owner[np.searchsorted(lookup.bounds, key, side="right") - 1]
-        wanted = size[fast]
+        wanted = size if fast is None else size[fast]
         if lookup.all_simple and found.size:
             # The common deck: one plain rate a prefix. Only numbers shorter than the
             # prefix found need another look.
             short = (found < 0) | (lookup.label_len[found] > wanted)
             if not short.any():
+                if fast is None:
+                    return lookup.simple[found], found
                 rate[fast] = lookup.simple[found]
                 label[fast] = found
                 return rate, label
+        if fast is None:
+            fast = np.arange(m)
         # A number shorter than the prefix found, or a prefix with no candidate in
         # force: its parent is the next longest prefix to try.
         while fast.size:
-            short = (found >= 0) & (lookup.label_len[np.maximum(found, 0)] > wanted)
+            if int(found.min()) >= 0:  # every number under some prefix: fewer passes
+                short = lookup.label_len[found] > wanted
+            else:
+                short = (found >= 0) & (lookup.label_len[np.maximum(found, 0)] > wanted)
             while short.any():
                 found = np.where(short, lookup.parent[np.maximum(found, 0)], found)
                 short = (found >= 0) & (lookup.label_len[np.maximum(found, 0)] > wanted)
-            hit = np.flatnonzero(found >= 0)
-            fast, found, wanted = fast[hit], found[hit], wanted[hit]
+            if int(found.min()) < 0:
+                hit = np.flatnonzero(found >= 0)
+                fast, found, wanted = fast[hit], found[hit], wanted[hit]
             if not fast.size:
                 break
-            got = self._resolve(lookup, found, rows[fast], at_us)
+            every = fast.size == m  # still every row, in order: no gather, no scatter
+            got = self._resolve(lookup, found, rows if every else rows[fast], at_us)
             ok = got >= 0
+            if ok.all():
+                if every:
+                    return got, found
+                rate[fast], label[fast] = got, found
+                break
             rate[fast[ok]] = got[ok]
             label[fast[ok]] = found[ok]
             miss = ~ok
@@ -443,45 +518,144 @@ class TablePlan:
         simple = lookup.simple[labels]
         if lookup.all_simple:
             return simple
+        choose = simple < 0
+        if choose.all():  # every label has candidates to choose from
+            at = at_us[rows]
+            return self.in_force(lookup, labels, at, at)
+        todo = np.flatnonzero(choose)
         out = simple.copy()
-        todo = np.flatnonzero(simple < 0)
         if todo.size:
             at = at_us[rows[todo]]
             out[todo] = self.in_force(lookup, labels[todo], at, at)
         return out
 
     def in_force(
-        self, lookup: Lookup, labels: NDArray, window_us: NDArray, schedule_us: NDArray
+        self,
+        lookup: Lookup,
+        labels: NDArray,
+        window_us: NDArray,
+        schedule_us: NDArray,
+        local: Local | None = None,
     ) -> NDArray:
         """Per label, its first candidate whose validity window contains ``window_us``
         and whose schedule (if any) covers ``schedule_us``, or -1 (rating-rules §5–6:
-        the window at the call's start, the schedule at the instant asked about)."""
+        the window at the call's start, the schedule at the instant asked about).
+
+        ``local``: ``schedule_us`` on the local calendar, if the caller has it already.
+        """
+        position = self._positions(lookup, labels, window_us, schedule_us, local)
+        if int(position.min(initial=0)) >= 0:  # no label without a rate in force
+            return lookup.members[lookup.bucket_start[labels] + position]
+        member = lookup.members[lookup.bucket_start[labels] + np.maximum(position, 0)]
+        return np.where(position >= 0, member, -1).astype(np.int32, copy=False)
+
+    def _positions(
+        self,
+        lookup: Lookup,
+        labels: NDArray,
+        window_us: NDArray,
+        schedule_us: NDArray,
+        local: Local | None,
+    ) -> NDArray:
+        """``in_force`` as positions among each label's candidates (-1: none).
+
+        Without validity windows, the answer depends only on the label's schedules and
+        on the local day and the wall-clock interval between two of ``walls`` the
+        instant falls in: it is asked once per such (schedules, day, interval) met, of
+        one row that has it, and given to the others.
+        """
+        pattern = lookup.pattern
+        if pattern is None or labels.size < _SHARE_FROM:
+            return self._each(lookup, labels, window_us, schedule_us, local)
+        if local is None:
+            local = self.local(schedule_us)
+        kind = pattern[labels]
+        shared = local.placed & (kind >= 0) if lookup.pattern_windowed else local.placed
+        every = bool(shared.all())
+        if not every and not shared.any():
+            return self._each(lookup, labels, window_us, schedule_us, local)
+        day = local.day if every else local.day[shared]
+        first_day = int(day.min())
+        days = int(day.max()) - first_day + 1
+        walls = self.walls.size
+        cells = days * walls
+        if cells * lookup.pattern_count > max(4 * labels.size, 1 << 16):
+            return self._each(lookup, labels, window_us, schedule_us, local)
+        key = kind * days + (local.day - first_day)
+        key *= walls
+        if walls <= 8:  # the interval between walls: a few comparisons beat a search
+            for edge in self.walls[1:].tolist():
+                key += local.seconds >= edge
+        else:
+            key += np.searchsorted(self.walls, local.seconds, side="right") - 1
+        if not every:
+            key = np.where(shared, key, -1)
+        # One row of each key met: the last write of a repeated index wins, so writing
+        # the rows backwards leaves each key's first row.
+        first = np.full(cells * lookup.pattern_count + 1, -1, np.int64)
+        first[key[::-1]] = np.arange(labels.size - 1, -1, -1)
+        first[-1] = -1  # the rows not shared
+        some = first[first >= 0]
+        asked = self._each(
+            lookup,
+            labels[some],
+            window_us[some],
+            schedule_us[some],
+            Local(*(field[some] for field in local)),
+        )
+        answer = np.full(first.size, -1, np.int32)
+        answer[key[some]] = asked
+        position = answer[key]
+        if not every:
+            alone = np.flatnonzero(~shared)
+            position[alone] = self._each(
+                lookup,
+                labels[alone],
+                window_us[alone],
+                schedule_us[alone],
+                Local(*(field[alone] for field in local)),
+            )
+        return position
+
+    def _each(
+        self,
+        lookup: Lookup,
+        labels: NDArray,
+        window_us: NDArray,
+        schedule_us: NDArray,
+        local: Local | None,
+    ) -> NDArray:
+        """``_positions`` asked of every row: the candidates in order (rating-rules §5),
+        each tried with ``_rules.in_window`` and ``_rules.covers``."""
         first = lookup.bucket_start[labels]
         count = lookup.bucket_size[labels]
-        local: Local | None = None
         chosen = np.full(labels.size, -1, np.int32)
+        open_ = np.arange(labels.size)  # rows with no candidate chosen yet
         for j in range(lookup.max_bucket):
-            open_ = np.flatnonzero((chosen < 0) & (count > j))
+            open_ = open_[count[open_] > j]
             if not open_.size:
                 break
             member = lookup.members[first[open_] + j]
-            ok = _rules.in_window(
-                window_us[open_], self.valid_from[member], self.valid_until[member]
-            )
+            if self.any_window:
+                ok = _rules.in_window(
+                    window_us[open_], self.valid_from[member], self.valid_until[member]
+                )
+            else:
+                ok = np.ones(open_.size, bool)  # no rate has a window: all are open
             sched = self.schedule_id[member]
             if sched.any():
                 if local is None:
                     local = self.local(schedule_us)
-                for sid in np.unique(sched[sched > 0]).tolist():
+                for sid in (np.flatnonzero(np.bincount(sched)[1:]) + 1).tolist():
                     mine = np.flatnonzero(sched == sid)
                     ok[mine] &= self._covered(self.schedules[sid - 1], local, open_[mine])
-            chosen[open_[ok]] = member[ok]
+            chosen[open_] = np.where(ok, j, -1)
+            open_ = open_[~ok]
         return chosen
 
     def _covered(self, schedule: Schedule, local: Local, where: NDArray) -> NDArray:
-        covered = self.covers(
-            schedule, local.weekday[where], local.day[where], local.seconds[where]
-        )
+        day = local.day[where]
+        covered = self.covers(schedule, _weekday(day), day, local.seconds[where])
         # An instant outside the years of the offset table is placed by the clock.
         clock = self.compiled.clock
         for k in np.flatnonzero(~local.placed[where]).tolist():
@@ -490,55 +664,117 @@ class TablePlan:
             covered[k] = schedule.covers_local(d, s, clock.holidays)
         return covered
 
-    def single_band(
-        self,
-        lookup: Lookup,
-        labels: NDArray,
-        started_us: NDArray,
-        answered_us: NDArray,
-    ) -> tuple[NDArray, NDArray]:
-        """For billable calls to prefixes with schedules: the rate in force at the
-        answer (among the candidates in force at the start; -1 in a gap), and whether
-        no band can change before ``limit_s`` seconds after the answer.
+    def band_room(
+        self, lookup: Lookup, labels: NDArray, from_us: NDArray, local: Local | None = None
+    ) -> NDArray:
+        """Microseconds from each instant to the first one after it at which the rate in
+        force for its label can change, or -1 where that is not known here.
 
         A band can change only at a wall-clock edge of one of the label's schedules, at
-        local midnight (weekdays, dates, holidays) or at a change of UTC offset; the
-        seconds to the first such instant after the answer are returned, so that a
-        call billed for fewer seconds is priced by that one rate, exactly as
-        ``rating.price_banded`` would (one band). Others go to ``price_banded``.
+        local midnight (weekdays, dates, holidays) or at a change of UTC offset; -1 where
+        the offset changes before that edge (the object engine lays those bands), or
+        the instant is outside the offset table's years. ``local``: ``from_us`` on the
+        local calendar, if the caller has it already.
         """
-        rate = self.in_force(lookup, labels, started_us, answered_us)
-        local = self.local(answered_us)
-        seconds, placed = local.seconds, local.placed
+        if local is None:
+            local = self.local(from_us)
+        seconds = local.seconds
         edges = np.full(labels.size, 86_400, np.int64)
+        masks = lookup.schedule_mask
+        of_label: NDArray | None = None
+        # The schedules every label with schedules has: rows of such labels only (the
+        # engine's) need no per-row test of those.
+        common = lookup.common_mask if lookup.scheduled[labels].all() else 0
         for sid, schedule in enumerate(self.schedules, 1):
             # Rows whose label has this schedule among its candidates.
-            has = np.zeros(labels.size, bool)
-            first = lookup.bucket_start[labels]
-            count = lookup.bucket_size[labels]
-            for j in range(lookup.max_bucket):
-                live = count > j
-                has[live] |= self.schedule_id[lookup.members[first[live] + j]] == sid
+            if common >> sid & 1:
+                has = np.ones(1, bool)
+            elif masks is not None:
+                if of_label is None:
+                    of_label = masks[labels]
+                has = (of_label >> np.uint64(sid)) & np.uint64(1) == 1
+            else:
+                has = np.zeros(labels.size, bool)
+                first = lookup.bucket_start[labels]
+                count = lookup.bucket_size[labels]
+                for j in range(lookup.max_bucket):
+                    live = count > j
+                    has[live] |= self.schedule_id[lookup.members[first[live] + j]] == sid
             if not has.any():
                 continue
+            every = bool(has.all())
             for edge in (schedule._start_s, schedule._end_s):
-                after = has & (edge > seconds)
-                edges[after] = np.minimum(edges[after], edge)
-        fraction = answered_us - np.floor_divide(answered_us, 1_000_000) * 1_000_000
-        room_us = (edges - seconds) * 1_000_000 - fraction
-        limit = np.floor_divide(room_us, 1_000_000)
-        # A change of UTC offset within the room: let the object engine lay the bands.
-        later = answered_us + np.maximum(room_us, 0)
-        same_offset = self._offset_at(answered_us) == self._offset_at(later)
-        limit = np.where(placed & same_offset, limit, -1)
-        return rate, limit
+                if edge == 0:
+                    continue  # midnight: the day's end, there already
+                later = seconds < edge
+                if not every:
+                    later &= has
+                np.minimum(edges, np.where(later, edge, 86_400), out=edges)
+        room = (edges - seconds) * 1_000_000 - (from_us - from_us // 1_000_000 * 1_000_000)
+        same_offset = self._same_offset(from_us, from_us + room)
+        if same_offset is None and local.placed.all():
+            return room
+        ok = local.placed if same_offset is None else local.placed & same_offset
+        return np.where(ok, room, -1)
 
-    def _offset_at(self, us: NDArray) -> NDArray:
-        placed = (us >= _LOCAL_RANGE[0]) & (us < _LOCAL_RANGE[1])
-        out = np.zeros(us.size, np.int64)
-        if placed.any():
-            out[placed] = self._offsets(us[placed])
-        return out
+    def _same_offset(self, before: NDArray, after: NDArray) -> NDArray | None:
+        """Per pair of instants (``before`` <= ``after``), whether both are inside the
+        offset table's years with no change of UTC offset between them; None: all are."""
+        placed = (after >= _LOCAL_RANGE[0]) & (after < _LOCAL_RANGE[1])
+        placed &= before >= _LOCAL_RANGE[0]
+        every = bool(placed.all())
+        if not every and not placed.any():
+            return placed
+        lo, hi = (int(before.min()), int(after.max())) if every else (
+            int(before[placed].min()), int(after[placed].max())
+        )  # fmt: skip
+        at, _off = self._changes(lo, hi)
+        if at.size == 1:
+            return None if every else placed
+        same = np.searchsorted(at, before, side="right") == np.searchsorted(at, after, side="right")
+        return same if every else same & placed
+
+    def _schedule_mask(self, lookup: Lookup) -> NDArray | None:
+        """Per label, a bit per schedule id (1..63) of its candidates."""
+        if not self.schedules or len(self.schedules) > 63:
+            return None
+        count = lookup.bucket_size.size
+        mask = np.zeros(count, np.uint64)
+        label_of = np.repeat(np.arange(count), lookup.bucket_size)
+        sid = self.schedule_id[lookup.members[: label_of.size]]
+        mine = sid > 0
+        np.bitwise_or.at(
+            mask, label_of[mine], np.left_shift(np.uint64(1), sid[mine].astype(np.uint64))
+        )
+        return mask
+
+    def _patterns(self, lookup: Lookup) -> NDArray | None:
+        """Per label, the index of its candidates' schedule ids among the distinct such
+        sequences; -1 where a candidate has a validity window."""
+        if not lookup.any_scheduled or not 0 < lookup.max_bucket <= _SHARED_BUCKET:
+            return None
+        count = lookup.bucket_size.size
+        label_of = np.repeat(np.arange(count), lookup.bucket_size)
+        place = np.arange(label_of.size) - lookup.bucket_start[label_of]
+        member = lookup.members[: label_of.size]
+        table = np.full((count, lookup.max_bucket), -1, np.int64)
+        table[label_of, place] = self.schedule_id[member]
+        base = len(self.schedules) + 2  # a schedule id, 0 (none) or -1 (no candidate)
+        if base**lookup.max_bucket < 2**62:
+            # Each row as one number: a sort of ints, not of rows.
+            packed = np.zeros(count, np.int64)
+            for column in table.T:
+                packed = packed * base + (column + 1)
+            kinds, pattern = np.unique(packed, return_inverse=True)
+        else:
+            kinds, pattern = np.unique(table, axis=0, return_inverse=True)
+        pattern = pattern.reshape(-1).astype(np.int64)
+        windowed = (self.valid_from[member] != I64_MIN) | (self.valid_until[member] != I64_MAX)
+        if windowed.any():
+            pattern[np.unique(label_of[windowed])] = -1
+            lookup.pattern_windowed = True
+        lookup.pattern_count = len(kinds)
+        return pattern
 
     def bucket(self, direction: Direction, label: int) -> Any:
         """The object engine's candidates of a label: a tuple of rates or a Scheduled."""
@@ -548,7 +784,17 @@ class TablePlan:
         return index.candidates.get(prefix) or (index.buckets[prefix],)
 
 
-def _order(keys: NDArray) -> NDArray:
+def _table_of(plan: RatePlan) -> TablePlan:
+    table: TablePlan = plan._compiled.table(plan)
+    return table
+
+
+SORT_FROM = 4096  # fewer needles than this are searched in any order
+_SHARE_FROM = 256  # fewer instants than this are each asked which rate is in force
+_SHARED_BUCKET = 16  # labels with more candidates than this: each instant asked
+
+
+def key_order(keys: NDArray) -> NDArray:
     """Rows in nearly ascending key order, which is all searchsorted needs to read the
     bounds in order: one sort of a word per row (the key's high bits above the row
     number) is several times faster than an argsort. Keys are below 10**18 < 2**60."""

@@ -14,6 +14,7 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type in
 import pyarrow.compute as pc  # type: ignore[import-untyped]  # (same)
 
 from cdrrating import _rules
+from cdrrating._validate import MAX_SECONDS
 from cdrrating.cdr import MAX_NUMBER_LEN, Direction, Disposition
 from cdrrating.errors import ValidationError
 
@@ -103,10 +104,11 @@ def _nulls(array: pa.Array) -> NDArray | None:
     return _bool(array.is_null()) if array.null_count else None
 
 
-def _too_long(array: pa.Array, limit: int) -> NDArray | None:
+def _too_long(array: pa.Array, limit: int, lengths: NDArray | None = None) -> NDArray | None:
     """Rows whose text is longer than ``limit`` characters (bytes are checked first)."""
-    longest = pc.max(pc.binary_length(array)).as_py()
-    if longest is None or longest <= limit:
+    if lengths is None:
+        lengths = _strings(array)[1]
+    if not lengths.size or int(lengths.max()) <= limit:
         return None
     return _bool(pc.greater(pc.utf8_length(array), limit))
 
@@ -130,9 +132,11 @@ def _bool(array: Any) -> NDArray:
 
 
 def _column(table: pa.Table, name: str) -> pa.Array | None:
-    if name not in table.column_names:
+    # Not ``name in table.column_names``: that builds a list, a cost of every call.
+    found = table.schema.get_all_field_indices(name)
+    if not found:
         return None
-    column = table.column(name)
+    column = table.column(found[0] if len(found) == 1 else name)  # (twice: raises)
     return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
 
 
@@ -147,14 +151,25 @@ def _text(table: pa.Table, name: str) -> pa.Array | None:
         kind = array.type
     if pa.types.is_null(kind):
         return pa.nulls(len(array), pa.large_string())
-    if (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_integer(kind)
-        or pa.types.is_string_view(kind)
-    ):
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return array  # read in place (_strings): a copy costs more than the checks
+    if pa.types.is_integer(kind) or pa.types.is_string_view(kind):
         return array.cast(pa.large_string())
     raise ValidationError(name, f"a column of type {kind}", "a column of text (or integers)")
+
+
+def _strings(array: pa.Array) -> tuple[NDArray, NDArray, NDArray]:
+    """A string or large_string array's start offsets and byte lengths (int64) and its
+    bytes, read in place. A null's length is whatever its offsets say: mask nulls."""
+    n = len(array)
+    buffers = array.buffers()
+    if not n or buffers[1] is None:
+        return np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(0, np.uint8)
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets: NDArray = np.frombuffer(buffers[1], width)[array.offset : array.offset + n + 1]
+    offsets = offsets.astype(np.int64)
+    data = np.zeros(0, np.uint8) if buffers[2] is None else np.frombuffer(buffers[2], np.uint8)
+    return offsets[:-1], offsets[1:] - offsets[:-1], data
 
 
 def _seconds(table: pa.Table, name: str) -> tuple[NDArray, NDArray] | None:
@@ -163,13 +178,18 @@ def _seconds(table: pa.Table, name: str) -> tuple[NDArray, NDArray] | None:
     if array is None:
         return None
     kind = array.type
+    n = len(array)
     if pa.types.is_null(kind):
-        return np.zeros(len(array), np.int64), np.ones(len(array), bool)
+        return np.zeros(n, np.int64), np.ones(n, bool)
     if not pa.types.is_integer(kind):
         hint = " (pandas: .astype('Int64') keeps nulls)" if pa.types.is_floating(kind) else ""
         raise ValidationError(
             name, f"a column of type {kind}", "whole seconds in an integer column" + hint
         )
+    if kind == pa.int64() and not array.null_count:
+        # Read in place: the common column, and each cast or fill costs a call.
+        values = np.frombuffer(array.buffers()[1], np.int64)[array.offset : array.offset + n]
+        return values, np.zeros(n, bool)
     largest = pc.max(array).as_py() if kind == pa.uint64() else None
     if largest is not None and largest > _I64_MAX:
         raise ValidationError(name, largest, "seconds that fit in an int64")
@@ -199,6 +219,19 @@ def _timestamps(
             array = array.cast(kind.value_type)
             kind = array.type
         problems: dict[int, tuple[Any, str]] = {}
+        if pa.types.is_timestamp(kind) and kind.tz is not None and kind.unit in ("us", "ns"):
+            # Aware: the values are UTC already; read them in place (floored to µs).
+            n = len(array)
+            raw = np.frombuffer(array.buffers()[1], np.int64)[array.offset : array.offset + n]
+            values = raw if kind.unit == "us" else np.floor_divide(raw, 1000)
+            nulls = _nulls(array)
+            if nulls is None:
+                nulls = np.zeros(n, bool)
+            else:
+                values = np.where(nulls, 0, values)
+            out[name] = (values, nulls)
+            bad[name] = problems
+            continue
         if pa.types.is_null(kind):
             array = pa.nulls(len(array), pa.timestamp("us", tz="UTC"))
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -307,6 +340,19 @@ def _wall(naive: datetime, zone: ZoneInfo) -> tuple[datetime | None, str]:
     return first, ""
 
 
+def _all_equal(array: pa.Array, text: str) -> bool:
+    """Whether every row holds ``text`` (no nulls): its bytes, repeated, are the column's."""
+    raw = np.frombuffer(text.encode(), np.uint8)
+    _starts, lengths, data = _strings(array)
+    if not raw.size or not lengths.size or not (lengths == raw.size).all():
+        return False
+    base = int(_starts[0])
+    used = data[base : base + raw.size * lengths.size]
+    if raw.size == 8:  # "outbound", "ANSWERED": one word a row, no 2-D temporary
+        return bool((used.view("<u8") == raw.view("<u8")[0]).all())
+    return bool((used.reshape(-1, raw.size) == raw).all())
+
+
 def _codes(
     array: pa.Array | None,
     n: int,
@@ -323,6 +369,8 @@ def _codes(
         return np.zeros(n, np.int32), [default], []
     if common is not None:
         # Most rows usually hold one canonical spelling: compare, and encode only the rest.
+        if not array.null_count and _all_equal(array, common):
+            return np.zeros(n, np.int32), [parse(common)], []
         same = _bool(pc.equal(array, common))
         if same.all():
             return np.zeros(n, np.int32), [parse(common)], []
@@ -359,14 +407,14 @@ def _codes(
 
 def _read_columns(table: pa.Table, assume_tz: str | None = None) -> _Columns:
     n = table.num_rows
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    names = table.column_names
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise ValidationError(
             "data",
-            f"columns {table.column_names}",
+            f"columns {names}",
             f"the columns {', '.join(REQUIRED_COLUMNS)} (missing: {', '.join(missing)})",
         )
-    names = table.column_names
     has_billsec = "billsec" in names
     if not has_billsec and not ("answered_at" in names and "ended_at" in names):
         raise ValidationError(
@@ -385,9 +433,9 @@ def _read_columns(table: pa.Table, assume_tz: str | None = None) -> _Columns:
         n=n,
         call_id=call_id,
         numbers=numbers,
-        direction=np.zeros(n, np.int8),
-        answered=np.ones(n, bool),
-        billsec=np.zeros(n, np.int64),
+        direction=np.zeros(0, np.int8),  # the next three are always read below
+        answered=np.zeros(0, bool),
+        billsec=np.zeros(0, np.int64),
         started_us=started_us,
         answered_us=started_us,
         tenant_codes=np.zeros(n, np.int32),
@@ -412,10 +460,17 @@ def _read_columns(table: pa.Table, assume_tz: str | None = None) -> _Columns:
     )
     # call_id: a non-empty str of at most 255 characters.
     _fail(cols, _nulls(call_id), "call_id", "a str", None)
-    call_bytes = pc.binary_length(call_id)
-    if pc.min(call_bytes).as_py() == 0:
-        _fail(cols, _bool(pc.equal(call_bytes, 0)), "call_id", "a non-empty str", "")
-    _fail(cols, _too_long(call_id, 255), "call_id", "at most 255 characters", cell(call_id))
+    call_bytes = _strings(call_id)[1]
+    if n and int(call_bytes.min()) == 0:
+        # A null's length is 0 too, but a null row is bad already.
+        _fail(cols, call_bytes == 0, "call_id", "a non-empty str", "")
+    _fail(
+        cols,
+        _too_long(call_id, 255, call_bytes),
+        "call_id",
+        "at most 255 characters",
+        cell(call_id),
+    )
     _fail(cols, _nulls(numbers), "destination_number", "a str", None)
     _fail(
         cols,
@@ -500,10 +555,16 @@ def _read_columns(table: pa.Table, assume_tz: str | None = None) -> _Columns:
                     f"at most the {int(talked[row])} s from answered_at to ended_at",
                 )
     cols.billsec = values_b
-    _fail(cols, values_b < 0, "billsec", "an int >= 0", lambda i: int(values_b[i]))
+    seconds = f"a whole number of seconds <= {MAX_SECONDS:,}"
+    if n and not 0 <= int(values_b.min()) <= int(values_b.max()) <= MAX_SECONDS:
+        _fail(cols, values_b < 0, "billsec", "an int >= 0", lambda i: int(values_b[i]))
+        # The CDR's limit (given or derived): a longer call is a bad row, as CDR
+        # refuses it.
+        _fail(cols, values_b > MAX_SECONDS, "billsec", seconds, lambda i: int(values_b[i]))
     if duration is not None:
         values_d, null_d = duration
         _fail(cols, ~null_d & (values_d < 0), "duration", "an int >= 0", lambda i: int(values_d[i]))
+        _fail(cols, values_d > MAX_SECONDS, "duration", seconds, lambda i: int(values_d[i]))
         _fail(
             cols,
             ~null_d & (values_b > values_d),
@@ -537,52 +598,82 @@ class _Numbers:
     keys: NDArray  # int64: the first 18 digits, right-padded with zeros
     lengths: NDArray  # int64 digits of the normalised number
     valid: NDArray  # bool
-    starts: NDArray  # int64 offset of each number's first byte in data
-    data: NDArray  # uint8: the normalised numbers' bytes (ASCII digits where valid)
+
+
+_ZERO = ord("0")
 
 
 def _normalise(numbers: pa.Array, access: tuple[str, ...]) -> _Numbers:
-    """plan.normalise_number for a whole column, then numeric keys for the lookup."""
+    """plan.normalise_number for a whole column, then numeric keys for the lookup.
+
+    A number of ASCII digits that starts with no access prefix is normal as written
+    (most columns hold only such numbers: one pass over their bytes finds them); the
+    others are normalised as ``_rules.normalise_number`` says, with Arrow's string
+    functions.
+    """
     n = len(numbers)
-    ascii_ = pc.string_is_ascii(numbers)
-    plain = pc.and_(ascii_, pc.utf8_is_digit(numbers))
-    for prefix in access:
-        plain = pc.and_(plain, pc.invert(pc.starts_with(numbers, prefix)))
-    plain_np = _bool(plain)
-    digits = numbers
-    if not plain_np.all():
-        work = np.flatnonzero(~plain_np & _bool(numbers.is_valid()))
-        sub = numbers.take(pa.array(work))
-        sub = pc.replace_substring_regex(sub, _STRIP, "")
+    access = tuple(a for a in access if a)  # normalise_number skips an empty one
+    starts, lengths, data = _strings(numbers)
+    base = int(starts[0]) if n else 0
+    used = data[base : int(starts[-1] + lengths[-1])] if n else data[:0]
+    rel = starts - base
+    other = (used - np.uint8(_ZERO)) > 9  # not an ASCII digit (uint8 wraps below "0")
+    if other.any():
+        seen = np.zeros(used.size + 1, np.int32)
+        np.cumsum(other, dtype=np.int32, out=seen[1:])
+        plain = seen[rel + lengths] == seen[rel]
+        plain &= lengths > 0
+    else:
+        plain = lengths > 0
+    if numbers.null_count:
+        plain &= _bool(numbers.is_valid())
+    if access and used.size:
+        last = used.size - 1
+        heads = used[np.minimum(rel, last)]
+        for prefix in access:
+            raw = prefix.encode()
+            rows = np.flatnonzero(plain & (heads == raw[0]) & (lengths >= len(raw)))
+            for k, byte in enumerate(raw[1:], 1):
+                rows = rows[used[rel[rows] + k] == byte]
+            plain[rows] = False
+    valid = plain
+    lengths = np.where(plain, lengths, 0) if not plain.all() else lengths
+    keys = _digit_keys(numbers, lengths, plain)
+    work = np.flatnonzero(~plain & _bool(numbers.is_valid())) if not plain.all() else rel[:0]
+    if work.size:
+        # The rest, as normalise_number: strip the formatting, then "+", then one
+        # access prefix; what is left must be ASCII digits.
+        sub = pc.replace_substring_regex(numbers.take(pa.array(work)), _STRIP, "")
         sub = pc.if_else(pc.starts_with(sub, "+"), pc.utf8_slice_codeunits(sub, 1), sub)
         done = pa.array(np.zeros(len(sub), bool))
         for prefix in access:
             hit = pc.and_(pc.starts_with(sub, prefix), pc.invert(done))
             sub = pc.if_else(hit, pc.utf8_slice_codeunits(sub, len(prefix)), sub)
             done = pc.or_(done, hit)
-        mask = np.zeros(n, bool)
-        mask[work] = True
-        digits = pc.replace_with_mask(numbers, pa.array(mask), sub)
-        valid = _bool(pc.and_(pc.string_is_ascii(digits), pc.utf8_is_digit(digits)))
-    else:
-        valid = plain_np
-    lengths = np.asarray(pc.fill_null(pc.binary_length(digits), 0).to_numpy(), np.int64)
-    short = valid & (lengths <= _WIDTH)
+        sizes = np.asarray(pc.binary_length(sub).to_numpy(), np.int64)
+        ok = _bool(pc.and_(pc.string_is_ascii(sub), pc.utf8_is_digit(sub))) & (sizes > 0)
+        valid = valid.copy()
+        valid[work] = ok
+        lengths = lengths.copy()
+        lengths[work] = np.where(ok, sizes, 0)
+        keys[work] = _digit_keys(sub, sizes, ok)
+    return _Numbers(keys, lengths, valid)
+
+
+def _digit_keys(digits: pa.Array, lengths: NDArray, ok: NDArray) -> NDArray:
+    """Keys of the rows in ``ok`` (texts of ASCII digits): the first 18 digits as an
+    integer, right-padded with zeros; 0 elsewhere."""
+    keys = np.zeros(len(digits), np.int64)
+    short = ok & (lengths <= _WIDTH)
     if short.all():
-        ints = digits.cast(pa.int64())
-    else:
-        ints = pc.if_else(pa.array(short), digits, "0").cast(pa.int64())
-    keys = np.asarray(ints.to_numpy(zero_copy_only=False), np.int64)
-    keys = keys * _POW10[_WIDTH - np.minimum(lengths, _WIDTH)]
-    long_ = np.flatnonzero(valid & (lengths > _WIDTH))
+        values = np.asarray(digits.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+        return values * _POW10[_WIDTH - lengths]
+    rows = np.flatnonzero(short)
+    if rows.size:
+        values = digits.take(pa.array(rows)).cast(pa.int64())
+        keys[rows] = np.asarray(values.to_numpy(), np.int64) * _POW10[_WIDTH - lengths[rows]]
+    long_ = np.flatnonzero(ok & (lengths > _WIDTH))
     if long_.size:
         heads = pc.utf8_slice_codeunits(digits.take(pa.array(long_)), 0, _WIDTH)
         keys[long_] = np.asarray(heads.cast(pa.int64()).to_numpy(), np.int64)
-    keys[~valid] = 0
-    digits = digits.cast(pa.large_string())
-    buffers = digits.buffers()
-    offsets = np.frombuffer(buffers[1], np.int64)[digits.offset : digits.offset + n]
-    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(1, np.uint8)
-    if not data.size:
-        data = np.zeros(1, np.uint8)
-    return _Numbers(keys, lengths, valid, offsets, data)
+    return keys

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cdrrating import _rules
-from cdrrating._table_plan import I64_MAX, TablePlan
+from cdrrating._table_plan import I64_MAX, SORT_FROM, TablePlan, key_order
 from cdrrating.errors import CdrRatingError, ValidationError
 from cdrrating.frame._columns import _DIRECTIONS, _Columns, _normalise, _Numbers
 from cdrrating.frame._output import (
@@ -88,6 +88,12 @@ def rate_columns(
     billable = _rules.billable(cols.answered, cols.billsec)
     numbers_cache: dict[tuple[str, ...], _Numbers] = {}
 
+    def numbers_of(access: tuple[str, ...]) -> _Numbers:
+        found = numbers_cache.get(access)
+        if found is None:
+            found = numbers_cache[access] = _normalise(cols.numbers, access)
+        return found
+
     def currency_code(code: str) -> int:
         if code not in currencies:
             currencies.append(code)
@@ -115,51 +121,87 @@ def rate_columns(
         banded = np.zeros(m, bool)
         priced = np.zeros(m, bool)  # some plan prices calls of this direction
         number_ok = np.zeros(m, bool)
-        direction = cols.direction[rows]
         tables = [plan._compiled.table(plan) for plan in chain]
+        ordered_for = None
+        if m > SORT_FROM and tables:
+            # The rows in (nearly) ascending key order from here on: the look-up then
+            # reads the plan's bounds in order, and pricing its rate columns.
+            ordered_for = tables[0].access
+            keys = numbers_of(ordered_for).keys
+            rows = rows[key_order(keys[rows])]
+        direction = cols.direction[rows]
         for plan_index, table in enumerate(tables):
-            numbers = numbers_cache.get(table.access)
-            if numbers is None:
-                numbers = numbers_cache[table.access] = _normalise(cols.numbers, table.access)
+            numbers = numbers_of(table.access)
             for dir_value, lookup in table.lookups.items():
                 code = _DIRECTIONS.index(dir_value)
                 sel = np.flatnonzero((found_rate < 0) & (direction == code))
                 if not sel.size:
                     continue
-                priced[sel] = True
-                ok = numbers.valid[rows[sel]]
-                number_ok[sel] |= ok
-                sel = sel[ok]
+                if sel.size == m:
+                    at = rows
+                    priced.fill(True)
+                    ok = numbers.valid[at]
+                    number_ok |= ok
+                else:
+                    at = rows[sel]
+                    priced[sel] = True
+                    ok = numbers.valid[at]
+                    number_ok[sel] |= ok
+                if not ok.all():
+                    sel, at = sel[ok], at[ok]
                 found, label = table.find(
                     dir_value,
                     numbers.keys,
                     numbers.lengths,
-                    rows[sel],
+                    at,
                     cols.started_us,
                     _python_lookup(table, dir_value, cols),
+                    ordered=table.access == ordered_for,
                 )
                 hit = found >= 0
+                if sel.size == m and hit.all():  # every row, found here: no scatter
+                    found_rate, found_label = found, label
+                    found_plan.fill(plan_index)
+                    if lookup.any_scheduled:
+                        banded = lookup.scheduled[label]
+                    continue
                 target = sel[hit]
                 found_rate[target] = found[hit]
                 found_label[target] = label[hit]
                 found_plan[target] = plan_index
-                banded[target] = lookup.scheduled[label[hit]]
+                if lookup.any_scheduled:
+                    banded[target] = lookup.scheduled[label[hit]]
         bill = billable[rows]
+        every = rows.size == n  # rows is a permutation of all rows
         for plan_index, table in enumerate(tables):
-            mine = np.flatnonzero(found_plan == plan_index)
-            if not mine.size:
-                continue
-            target = rows[mine]
-            currency[target] = currency_code(table.currency)
-            row_plan[target] = slot(table)
-            row_rate[target] = found_rate[mine]
-            paying = bill[mine]
-            status[target] = np.where(paying, np.int8(_RATED), np.int8(_UNANSWERED))
-            payers = mine[paying]
+            if len(tables) == 1 and (found_plan == plan_index).all():
+                mine, target, paying = None, rows, bill
+                plan_rate = found_rate
+            else:
+                mine = np.flatnonzero(found_plan == plan_index)
+                if not mine.size:
+                    continue
+                target, paying, plan_rate = rows[mine], bill[mine], found_rate[mine]
+            if every and mine is None:
+                currency.fill(currency_code(table.currency))
+                row_plan.fill(slot(table))
+            else:
+                currency[target] = currency_code(table.currency)
+                row_plan[target] = slot(table)
+            row_rate[target] = plan_rate
+            # RATED where paying, else UNANSWERED (arithmetic: no branch per row).
+            status[target] = _UNANSWERED + paying.view(np.int8) * np.int8(_RATED - _UNANSWERED)
+            payers = np.flatnonzero(paying) if mine is None else mine[paying]
             if not payers.size:
                 continue
-            band_rows = payers[banded[payers]]
-            plain_rows = payers[~banded[payers]]
+            if banded.any():
+                of_payers = banded[payers]
+                if of_payers.all():  # every prefix has schedules: no split
+                    band_rows, plain_rows = payers, payers[:0]
+                else:
+                    band_rows, plain_rows = payers[of_payers], payers[~of_payers]
+            else:
+                band_rows, plain_rows = payers[:0], payers
             if plain_rows.size:
                 at = rows[plain_rows]
                 c, b, bad = _price(table, found_rate[plain_rows], cols.billsec[at])
@@ -168,22 +210,21 @@ def rate_columns(
                     cols.errors[int(at[k])] = message
             if band_rows.size:
                 band_rows = _price_single_band(
-                    table, band_rows, rows, direction, found_label, cols, cost, billed, row_rate
+                    table,
+                    band_rows,
+                    rows,
+                    direction,
+                    (found_rate, found_label),
+                    cols,
+                    cost,
+                    billed,
+                    row_rate,
                 )
-            for k in band_rows.tolist():
-                row = int(rows[k])
-                try:
-                    rate_id, b, c = _price_banded_row(
-                        table, _DIRECTIONS[direction[k]], int(found_label[k]), cols, row
-                    )
-                except CdrRatingError as error:
-                    cols.errors[row] = (
-                        getattr(error, "field", "plan"),
-                        getattr(error, "value", None),
-                        getattr(error, "expected", str(error)),
-                    )
-                    continue
-                row_rate[row], billed[row], cost[row] = rate_id, b, c
+            if band_rows.size:
+                _price_banded_rows(
+                    table, rows[band_rows], direction[band_rows], found_label[band_rows], cols,
+                    (row_rate, billed, cost),
+                )  # fmt: skip
         # Not found in any plan: as the end of the object engine's chain.
         missing = np.flatnonzero(found_plan < 0)
         if not missing.size:
@@ -236,10 +277,12 @@ def _python_lookup(
     table: TablePlan, direction: Any, cols: _Columns
 ) -> Callable[[NDArray], tuple[NDArray, NDArray]]:
     """The object engine's look-up, for rows the arrays do not answer."""
-    index = table.compiled.indexes[direction]
     lookup = table.lookups[direction]
 
     def find(rows: NDArray) -> tuple[NDArray, NDArray]:
+        # Read here, not above: a plan loaded from a pickle builds its index on first
+        # read, and most batches never need it.
+        index = table.compiled.indexes[direction]
         rates = np.full(rows.size, -1, np.int32)
         labels = np.full(rows.size, -1, np.int32)
         for k, row in enumerate(rows.tolist()):
@@ -258,33 +301,40 @@ def _price(
 ) -> tuple[NDArray, NDArray, list[tuple[int, tuple[str, Any, str]]]]:
     """Cost and billed seconds of billable calls priced by one rate each (§3–4)."""
     m = rate.size
-    cost = np.zeros(m, np.int64)
-    billed = np.zeros(m, np.int64)
     grace = _rules.in_grace(billsec, table.grace[rate]) if table.any_grace else None
-    slow = billsec > table.safe[rate]
+    if m and int(billsec.max()) <= table.safe_min:
+        slow = np.zeros(m, bool)  # every call fits int64 whatever its rate
+        any_slow = False
+    else:
+        slow = billsec > table.safe[rate]
+        any_slow = bool(slow.any())
     if grace is not None:
         slow &= ~grace
-    if slow.any() or grace is not None:
+    if any_slow or grace is not None:
         fast = ~slow if grace is None else ~slow & ~grace
         idx = np.flatnonzero(fast)
         r, b = rate[idx], billsec[idx]
+        cost = np.zeros(m, np.int64)
+        billed = np.zeros(m, np.int64)
     else:
         idx = None
         r, b = rate, billsec
     if r.size:
         last = table.tiers
-        pieces = [
-            (
-                None if k == last else table.piece_end[k][r],
-                table.piece_inc[k][r],
-                table.piece_price[k][r],
-                0,
-            )
-            for k in range(last + 1)
-        ]
-        seconds, total = _rules.lay(
-            b, _rules.first_step(table.initial[r], table.increment[r]), table.per_minute[r], pieces
-        )
+        price = table.per_minute[r]
+        if last:
+            pieces = [
+                (
+                    None if k == last else table.piece_end[k][r],
+                    table.piece_inc[k][r],
+                    table.piece_price[k][r],
+                    0,
+                )
+                for k in range(last + 1)
+            ]
+        else:
+            pieces = [(None, table.increment[r], price, 0)]  # piece 0 is the rate's own
+        seconds, total = _rules.lay(b, table.first[r], price, pieces)
         value = _rules.settle(
             total,
             table.fee[r] if table.any_fee else 0,
@@ -297,8 +347,10 @@ def _price(
             cost, billed = value, seconds
         else:
             cost[idx], billed[idx] = value, seconds
+    elif idx is None:
+        cost, billed = np.zeros(m, np.int64), np.zeros(m, np.int64)
     bad: list[tuple[int, tuple[str, Any, str]]] = []
-    for k in np.flatnonzero(slow).tolist():
+    for k in np.flatnonzero(slow).tolist() if any_slow else ():
         seconds_k, value_k = price_rate(
             table.rates[int(rate[k])], int(billsec[k]), table.quantum, table.rounding
         )
@@ -323,48 +375,134 @@ def _price_single_band(  # noqa: PLR0917 - private: the engine's columns, in ord
     band_rows: NDArray,
     rows: NDArray,
     direction: NDArray,
-    found_label: NDArray,
+    found: tuple[NDArray, NDArray],
     cols: _Columns,
     cost: NDArray,
     billed: NDArray,
     row_rate: NDArray,
 ) -> NDArray:
-    """Price, over arrays, the billable calls to prefixes with schedules that stay in
-    one band (most calls: bands last hours); return the rest for ``price_banded``."""
+    """Price, over arrays, the billable calls to prefixes with schedules whose steps all
+    start in one band (most calls: bands last hours); return the rest for
+    ``price_banded``.
+
+    The rate of such a call is the one in force at the answer (among the candidates in
+    force at the start), as ``rating.price_banded`` prices a call of one band. A call
+    is of one band when no band edge comes before its last step, or when the rate in
+    force after the one edge it crosses is the same (a midnight that changes nothing).
+    """
+    found_rate, found_label = found
     rest: list[NDArray] = []
     for dir_value, lookup in table.lookups.items():
-        mine = band_rows[direction[band_rows] == _DIRECTIONS.index(dir_value)]
+        if len(table.lookups) == 1:
+            mine = band_rows  # rows of other directions found no rate here
+        else:
+            mine = band_rows[direction[band_rows] == _DIRECTIONS.index(dir_value)]
         if not mine.size:
             continue
         at = rows[mine]
-        rate, limit = table.single_band(
-            lookup, found_label[mine], cols.started_us[at], cols.answered_us[at]
-        )
+        labels = found_label[mine]
+        started = cols.started_us[at]
+        # found_rate is the rate in force at the start: where the call was answered
+        # then, it is the rate in force at the answer.
+        rate = found_rate[mine]
+        if cols.answered_us is cols.started_us:  # no answer times given: at the start
+            answered, later = started, started[:0]
+        else:
+            answered = cols.answered_us[at]
+            later = np.flatnonzero(answered != started)
+        if later.size:
+            rate = rate.copy()
+            rate[later] = table.in_force(lookup, labels[later], started[later], answered[later])
         ok = np.flatnonzero(rate >= 0)
-        c, b, bad = _price(table, rate[ok], cols.billsec[at[ok]])
-        done = np.ones(ok.size, bool)
+        whole = ok.size == mine.size  # no row in a gap: no gathers
+        if whole:
+            c, b, bad = _price(table, rate, cols.billsec[at])
+            # Every row is written here; a row left to price_banded below is written
+            # again there, or becomes an error row, whose figures are not read.
+            cost[at], billed[at], row_rate[at] = c, b, rate
+        else:
+            c, b, bad = _price(table, rate[ok], cols.billsec[at[ok]])
+            at_ok = at[ok]
+            cost[at_ok], billed[at_ok], row_rate[at_ok] = c, b, rate[ok]
         if table.band_split:
-            done &= b <= limit[ok]
+            room = table.band_room(
+                lookup, labels if whole else labels[ok], answered if whole else answered[ok]
+            )
+            # Billed seconds that end by the first possible change (room -1: unknown).
+            done = b * 1_000_000 <= room
+            cross = np.flatnonzero(~done & (room >= 0))
+            if cross.size:
+                # One edge crossed: the same rate in force after it, and no other edge
+                # before the call ends.
+                at_cross = ok[cross]
+                edge = answered[at_cross] + room[cross]
+                after = table.in_force(lookup, labels[at_cross], started[at_cross], edge)
+                more = table.band_room(lookup, labels[at_cross], edge)
+                reach = room[cross] + more
+                done[cross] = (
+                    (after == rate[at_cross]) & (more >= 0) & (b[cross] * 1_000_000 <= reach)
+                )
+        else:
+            done = np.ones(ok.size, bool)
         for k, _message in bad:
             done[k] = False  # let the object engine say why
-        take = ok[done]
-        cost[at[take]], billed[at[take]], row_rate[at[take]] = c[done], b[done], rate[take]
-        left = np.ones(mine.size, bool)
-        left[take] = False
-        rest.append(mine[left])
+        if whole and done.all():
+            continue
+        left = np.flatnonzero(~done)
+        rest.append(mine[left if whole else ok[left]])
+        if not whole:
+            gap = np.ones(mine.size, bool)
+            gap[ok] = False
+            rest.append(mine[gap])
     return np.concatenate(rest) if rest else band_rows[:0]
 
 
-def _price_banded_row(
-    table: TablePlan, direction: Any, label: int, cols: _Columns, row: int
-) -> tuple[int, int, int]:
-    """One billable call to a prefix with schedules, by the object engine's function."""
-    bucket = table.bucket(direction, label)
-    started = _instant(int(cols.started_us[row]))
-    answered = _instant(int(cols.answered_us[row]))
-    rate, billed, cost = price_banded(table.plan, bucket, started, answered, int(cols.billsec[row]))
-    if cost > I64_MAX:
-        raise ValidationError(
-            "cost_micros", cost, "a cost that fits in an int64 column (rate this call with rate())"
-        )
-    return table.rate_id[id(rate)], billed, cost
+def _price_banded_rows(  # noqa: PLR0917 - private: the engine's columns, in order
+    table: TablePlan,
+    rows: NDArray,
+    direction: NDArray,
+    labels: NDArray,
+    cols: _Columns,
+    out: tuple[NDArray, NDArray, NDArray],
+) -> None:
+    """Billable calls to prefixes with schedules, one by one, by the object engine's
+    function (``rating.price_banded``); a call it refuses is a bad row."""
+    done: list[int] = []
+    results: list[tuple[int, int, int]] = []
+    buckets: dict[tuple[int, int], Any] = {}
+    rate_id = table.rate_id
+    for row, code, label, started_us, answered_us, billsec in zip(
+        rows.tolist(),
+        direction.tolist(),
+        labels.tolist(),
+        cols.started_us[rows].tolist(),
+        cols.answered_us[rows].tolist(),
+        cols.billsec[rows].tolist(),
+        strict=True,
+    ):
+        bucket = buckets.get((code, label))
+        if bucket is None:
+            bucket = buckets[code, label] = table.bucket(_DIRECTIONS[code], label)
+        started = _instant(started_us)
+        answered = started if answered_us == started_us else _instant(answered_us)
+        try:
+            rate, b, c = price_banded(table.plan, bucket, started, answered, billsec)
+            if c > I64_MAX:
+                raise ValidationError(
+                    "cost_micros",
+                    c,
+                    "a cost that fits in an int64 column (rate this call with rate())",
+                )
+        except CdrRatingError as error:
+            cols.errors[row] = (
+                getattr(error, "field", "plan"),
+                getattr(error, "value", None),
+                getattr(error, "expected", str(error)),
+            )
+            continue
+        done.append(row)
+        results.append((rate_id[id(rate)], b, c))
+    if done:
+        at = np.array(done, np.int64)
+        row_rate, billed, cost = out
+        row_rate[at], billed[at], cost[at] = np.array(results, np.int64).T
