@@ -6,12 +6,13 @@ SQL table."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cdrrating.charging import ChargingSession
 from cdrrating.memory import MemorySessionRepository
 from cdrrating.repository import LIST_API_FIELDS, SessionRepository
 from cdrrating.testing.contract import (
@@ -114,6 +115,50 @@ def test_every_list_api_name_addresses_a_field() -> None:
     repo = MemorySessionRepository()
     for name in LIST_API_FIELDS:
         repo.query(filter={name: {"$exists": True}}, include_ongoing=True)
+
+
+def test_the_list_api_names_are_the_names_the_list_shape_reads() -> None:
+    # Storage's aliases and ChargingSession's list-shape reader name the list API's fields
+    # separately (storage leaves out cost, in currency units there); this holds them to one
+    # naming: a session read from a list-shape mapping has, at each aliased field, the value
+    # the mapping holds under the alias.
+    mapping = {
+        "id": "s-1",
+        "sessionId": "x-1",
+        "operatorId": "op",
+        "company": {"id": "co"},
+        "auth": {"idTag": {"uid": "tag"}, "type": "RFID", "contractId": "c-9"},
+        "location": {
+            "id": "loc",
+            "country": "NL",
+            "type": "ON_STREET",
+            "isPublic": True,
+            "timeZone": "Europe/Amsterdam",
+        },
+        "isRoaming": True,
+        "consumed": 1234,
+        "evseId": "NL*E1",
+        "chargeBoxId": "box",
+        "startedAt": "2026-03-01T10:00:00Z",
+        "endedAt": "2026-03-01T11:00:00Z",
+        "updatedAt": "2026-03-01T11:05:00Z",
+        "currency": "EUR",
+        "chargingSeconds": 3000,
+        "parkingSeconds": 600,
+    }
+    session = ChargingSession.from_mapping(mapping, shape="list")
+    for name, field in LIST_API_FIELDS.items():
+        if name in ("createdAt", "ongoing"):
+            continue  # the repository's own field; derived from endedAt
+        held: Any = mapping
+        for key in name.split("."):
+            held = held[key]
+        value: Any = session
+        for attr in field.split("."):
+            value = getattr(value, attr)
+        if isinstance(value, datetime):
+            value = value.isoformat().replace("+00:00", "Z")
+        assert value == held, (name, field, value, held)
 
 
 @pytest.fixture(params=["sqlite_backend", "postgres_backend", "mysql_backend"])
