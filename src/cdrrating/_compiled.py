@@ -145,10 +145,10 @@ class _Index:
             if maybe is None:
                 return None, None
             normal = maybe
-        buckets = self.buckets
+        buckets, heads = self.buckets, self.heads
         while True:
-            if self.heads:
-                entry = self.heads.get(normal[:_HEAD], self.fallback)
+            if heads:
+                entry = heads.get(normal[:_HEAD], self.fallback)
                 if type(entry) is Rate:
                     return normal, entry
             else:
@@ -250,29 +250,13 @@ class Compiled:
         """A plan loaded from a pickle: ``indexes`` is built from ``rates()`` when
         first read (a worker that only rates tables never needs it), ``table`` is the
         table form that came with the plan, or None."""
-        self = cls.__new__(cls)
+        self = _Deferred.__new__(_Deferred)
         self.clock = clock
         self._source = rates
         self._access = access_prefixes
         self._table = table
         self._lock = threading.RLock()
         return self
-
-    if not TYPE_CHECKING:  # to mypy every other attribute stays checked
-
-        def __getattr__(self, name: str) -> Any:
-            # Called only while a slot is unset: ``indexes`` of a deferred plan, once.
-            # Once set, the slot is read directly: the rating path pays nothing for this.
-            if name != "indexes":
-                raise AttributeError(name)
-            with self._lock:
-                try:
-                    return object.__getattribute__(self, "indexes")
-                except AttributeError:
-                    pass
-                indexes = _indexes(self._source(), self.clock, self._access)
-                self.indexes = indexes
-                return indexes
 
     def shared(self) -> list[tuple[Rate, ...]]:
         """The groups of more than one active rate (one prefix and direction): the only
@@ -296,3 +280,30 @@ class Compiled:
 
                     found = self._table = TablePlan(plan, self)
         return found
+
+
+class _Deferred(Compiled):
+    """A loaded plan's Compiled: ``indexes`` is built when first read.
+
+    A class of its own because defining ``__getattr__`` keeps Python 3.11 from
+    specialising any attribute read of the class: a plan built in this process reads
+    ``indexes`` on every look-up and rated CDR, and pays nothing for the deferral.
+    """
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # to mypy every other attribute stays checked
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only while a slot is unset: ``indexes``, once; then the slot is
+            # found before this is asked.
+            if name != "indexes":
+                raise AttributeError(name)
+            with self._lock:
+                try:
+                    return object.__getattribute__(self, "indexes")
+                except AttributeError:
+                    pass
+                indexes = _indexes(self._source(), self.clock, self._access)
+                self.indexes = indexes
+                return indexes

@@ -144,7 +144,8 @@ def check_aware(field: str, value: Any, *, optional: bool = False) -> datetime |
     # The common case first, and cheaply (it is on every look-up and every CDR): a plain
     # datetime at a fixed offset (UTC among them) is aware, has no skipped or repeated
     # wall times, and away from years 1 and 9999 stays on the calendar in UTC. Every
-    # other value takes the full checks below.
+    # other value takes the full checks below. (RatePlan.lookup skips the call for a
+    # datetime in UTC; tests/test_lookup_fast_path.py holds that to what this decides.)
     if type(value) is datetime and type(value.tzinfo) is timezone and 1 < value.year < 9999:
         return value
     if value is None and optional:
