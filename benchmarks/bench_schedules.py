@@ -9,7 +9,10 @@ increments. Times, on one core:
   a naive loop that looks up the rate in force at every step's start and adds its price
   (the result is checked to be the same, micro for micro);
 * ``rate()`` per second for ``--calls`` ordinary calls (1-600 s, random start times over
-  a month) on the scheduled plan and on the same prices without schedules.
+  a month) on the scheduled plan and on the same prices without schedules;
+* ``rate_table`` per second on the same calls (a pyarrow Table) on the scheduled plan
+  (its rows are checked to equal ``rate()``'s first), and on ``--calls`` calls that all
+  cross a band edge (answered 1-599 s before one).
 
 Each timing is the best of ``--repeat`` runs. Nothing here is asserted; it prints a table.
 """
@@ -26,7 +29,10 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa  # type: ignore[import-untyped]
+
 from cdrrating import CDR, Rate, RatePlan, Schedule, rate
+from cdrrating.frame import rate_table
 from cdrrating.money import round_micros
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -57,6 +63,20 @@ def naive(plan: RatePlan, cdr: CDR) -> int:
         assert found is not None
         total += found.per_minute_micros
     return round_micros(Fraction(total, 60), mode=plan.rounding)
+
+
+def as_table(cdrs: list[CDR]) -> pa.Table:
+    """CDRs as the columns ``rate_table`` reads (instants in UTC)."""
+    return pa.table(
+        {
+            "call_id": [c.call_id for c in cdrs],
+            "started_at": pa.array(
+                [c.started_at.astimezone(UTC) for c in cdrs], pa.timestamp("us", tz="UTC")
+            ),
+            "destination_number": [c.destination_number for c in cdrs],
+            "billsec": pa.array([c.billsec for c in cdrs], pa.int64()),
+        }
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -110,6 +130,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         return run
 
     rate_scheduled = best_of(args.repeat, loop(scheduled))
+    table = as_table(cdrs)
+    expected = [rate(c, scheduled).cost_micros for c in cdrs]
+    assert rate_table(table, scheduled)["cost_micros"].to_pylist() == expected, "rate_table"
+    table_scheduled = best_of(args.repeat, lambda: rate_table(table, scheduled))
+    edges = [datetime(2026, 3, d, h, tzinfo=BERLIN) for d in range(2, 28) for h in (7, 9, 13)]
+    crossing_cdrs = []
+    for i in range(args.calls):
+        before = rng.randint(1, 599)  # seconds from the answer to the edge
+        crossing_cdrs.append(
+            CDR(
+                call_id=f"x{i}",
+                started_at=rng.choice(edges) - timedelta(seconds=before),
+                destination_number="4930" + str(rng.randrange(10**7)),
+                billsec=before + rng.randint(1, 600),
+                duration=1_200,
+            )
+        )
+    crossing_table = as_table(crossing_cdrs)
+    expected = [rate(c, scheduled).cost_micros for c in crossing_cdrs]
+    got = rate_table(crossing_table, scheduled)["cost_micros"].to_pylist()
+    assert got == expected, "rate_table (crossing)"
+    table_crossing = best_of(args.repeat, lambda: rate_table(crossing_table, scheduled))
     rate_plain = best_of(args.repeat, loop(plain))
     crossing = sum(len(rate(c, scheduled).bands()) > 1 for c in cdrs)
 
@@ -129,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             rate_scheduled,
         ),
         ("rate(), the same calls, plan without schedules", rate_plain),
+        ("rate_table, the same calls, scheduled plan", table_scheduled),
+        ("rate_table, calls that all cross a band edge", table_crossing),
     ):
         print(f"{label:<58}{len(cdrs) / seconds:>12,.0f}/s")
 

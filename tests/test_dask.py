@@ -141,6 +141,29 @@ def test_plain_strings_and_chosen_columns(dd: Any) -> None:
     assert kinds(out.dtypes) == kinds(got.dtypes)
 
 
+def test_partitions_where_a_text_column_has_no_value_join_the_others(dd: Any) -> None:
+    from cdrrating.dask import rate_dask  # noqa: PLC0415
+
+    plan = RatePlan([Rate("44", 1_000)], currency="EUR")
+    rows = pd.DataFrame(
+        {
+            "call_id": ["a", "b", "c", "d"],
+            "started_at": pd.to_datetime(["2026-03-01 10:00"] * 4, utc=True),
+            "destination_number": ["4412", "4413", "x", "339"],
+            "billsec": pd.array([60, 30, 60, 60], dtype="Int64"),
+        }
+    )
+    # The first partition has neither a reason nor an error; the second has both.
+    out = rate_dask(dd.from_pandas(rows, npartitions=2, sort=False), plan)
+    got = computed(out, scheduler="threads")
+    assert_same_rows(got, rate_table(rows, plan))
+    text = pd.Index(["-"]).dtype
+    for name in ("reason", "error"):
+        assert isinstance(got[name].dtype, pd.CategoricalDtype)
+        assert got[name].cat.categories.dtype == text
+    assert values(got, "reason") == [None, None, "INVALID_NUMBER", "NO_RATE"]
+
+
 # dask's own Parquet reader calls reset_index(inplace=True), which pandas 3.1 deprecates.
 @pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.reset_index:Warning")
 @pytest.mark.parametrize("backend", ["numpy_nullable", "pyarrow"])

@@ -387,6 +387,40 @@ def test_calls_across_schedule_bands_agree(setup: tuple[Any, list[CDR]]) -> None
     check(target, calls, as_records(rate_table(table_of(calls), target, destination=True)))
 
 
+@pytest.mark.parametrize("peak_price", [120_000, 10**17])
+def test_calls_across_one_band_edge_are_laid_like_rate(peak_price: int) -> None:
+    # 07:59:30 Berlin: 30 s off-peak, then peak. At 10**17 a minute the exact sum of
+    # some calls no longer fits the table engine's int64 arithmetic: those are priced
+    # by the object engine (or are error rows where the cost does not fit either).
+    from cdrrating import Schedule, rate  # noqa: PLC0415
+
+    plan = RatePlan(
+        [
+            Rate("44", peak_price, schedule=Schedule.parse("Mon-Fri 08:00-18:00"), priority=1,
+                 initial_seconds=0, increment_seconds=1),
+            Rate("44", 60_000, increment_seconds=1, connection_fee_micros=500),
+        ],
+        currency="EUR",
+        timezone="Europe/Berlin",
+    )  # fmt: skip
+    answered = datetime(2026, 1, 5, 6, 59, 30, tzinfo=UTC)
+    calls = [
+        CDR(
+            call_id=str(k),
+            started_at=answered - timedelta(seconds=k % 7),
+            answered_at=answered + timedelta(microseconds=k % 3 * 250_000),
+            destination_number="4412",
+            billsec=billsec,
+        )
+        for k, billsec in enumerate([1, 29, 30, 31, 60, 61, 600, 3_600, 40_000] * 40)
+    ]
+    rows = as_records(rate_table(table_of(calls), plan, destination=True))
+    check(plan, calls, rows)
+    if peak_price == 120_000:
+        # 30 s at 60,000 a minute, 30 s at 120,000, the fee once: 90,500.
+        assert rate(calls[4], plan).cost_micros == rows[4]["cost_micros"] == 90_500
+
+
 def test_a_band_edge_after_the_clocks_change_is_found_on_the_time_line() -> None:
     # Berlin, 30 March 2025: answered 01:30 CET; the clocks jump from 02:00 to 03:00, so
     # peak (04:00) starts 5,400 s later, not the 9,000 s the wall clock suggests.

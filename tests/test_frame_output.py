@@ -132,6 +132,33 @@ def test_plain_strings_in_pandas_and_polars() -> None:
     assert polars_out["reason"].to_list() == [None, "INVALID_NUMBER"]
 
 
+def test_pandas_categories_are_text_also_when_a_column_has_no_value() -> None:
+    plan = RatePlan([Rate("44", 1_000)], currency="EUR")
+    frame = pd.DataFrame(
+        {
+            "call_id": ["a", "b", "c"],
+            "started_at": pd.to_datetime(["2026-03-01 10:00"] * 3, utc=True),
+            "destination_number": ["4412", "4413", "4412"],
+            "billsec": [60, 0, 30],
+        }
+    )
+    out = rate_table(frame, plan)
+    arrow = rate_table(pa.Table.from_pandas(frame, preserve_index=False), plan)
+    text = pd.Index(["-"]).dtype
+    for name in ("currency", "status", "reason", "prefix", "error"):
+        got = out[name]
+        assert isinstance(got.dtype, pd.CategoricalDtype)
+        assert got.cat.categories.dtype == text, name
+        values = [None if pd.isna(v) else v for v in got.astype(object)]
+        assert values == arrow.column(name).to_pylist(), name
+        assert got.cat.categories.tolist() == arrow.column(name).chunk(0).dictionary.to_pylist()
+    # No row has a reason or an error: Arrow alone would give those object categories.
+    assert out["reason"].cat.categories.empty
+    assert out["error"].cat.categories.empty
+    assert out["status"].cat.codes.tolist() == [0, 1, 0]
+    assert out["status"].cat.categories.tolist() == ["RATED", "UNANSWERED"]
+
+
 # -- columns= ------------------------------------------------------------------------------------
 
 

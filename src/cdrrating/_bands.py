@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
-from cdrrating._rules import Piece, first_step, in_window, rate_pieces
+from cdrrating._rules import Num, Piece, first_step, in_window, minimum, rate_pieces
 from cdrrating._rules import lay as rules_lay
 from cdrrating.errors import PlanError
 
@@ -262,44 +262,71 @@ def tiers_of(rate: Rate) -> tuple[tuple[int, int, int], ...]:
     return tuple((t.after_seconds, t.per_minute_micros, t.increment_seconds) for t in rate.tiers)
 
 
+def cut(pieces: Sequence[Piece], end: Num | None) -> list[Piece]:
+    """A band's own rate pieces cut to end by the band's end (None: the last band).
+
+    Pieces are cut, never dropped: a piece that ends before the band starts, or after
+    an earlier piece reached the band's end, lays no step (``_rules.lay`` lays none
+    where the position is already at the piece's end), so Python ints and int64 arrays
+    (a rate's columns, one row a call) go through the same code.
+    """
+    if end is None:
+        return list(pieces)
+    return [
+        (end if piece_end is None else minimum(piece_end, end), increment, price, tag)
+        for piece_end, increment, price, tag in pieces
+    ]
+
+
+def lay_bands(
+    billsec: Num,
+    first: Num,
+    first_price: Num,
+    bands: Sequence[tuple[Sequence[Piece], Num | None]],
+    *,
+    runs: list[tuple[int, int, int, int, int]] | None = None,
+    on_gap: Callable[[int], Exception] | None = None,
+) -> tuple[Num, Num]:
+    """Lay the steps of a call across bands (rating-rules §3, §6): the one kernel of
+    both engines (``lay`` below for one call, the table engine over arrays of calls).
+
+    ``bands``: per band, the pieces of the rate in force in it (``rate_pieces``; one
+    piece with no increment for a gap) and the first billed position after it (None:
+    the last band). Each step takes its length and price from the band it starts in,
+    at its billed position (tiers count from the answer, not from the band); the first
+    step is ``first`` seconds at ``first_price``, the first band's. Returns billed
+    seconds and the exact amount × 60 without the connection fee, as ``_rules.lay``.
+    """
+    pieces: list[Piece] = []
+    for own, end in bands:
+        pieces += cut(own, end)
+    return rules_lay(billsec, first, first_price, pieces, runs=runs, on_gap=on_gap)
+
+
 def lay(
     bands: Sequence[Band], billsec: int, on_gap: Callable[[Band], Exception]
 ) -> tuple[int, int, list[Run]]:
-    """Lay the steps of a ``billsec``-second call across bands (rating-rules §3, §6).
-
-    Each step takes its length and price from the rate of the band it starts in, at its
-    billed position (tiers count from the answer, not from the band): the bands and
-    each band's tiers become the pieces of :func:`cdrrating._rules.lay`. Returns billed
-    seconds, the exact amount × 60 without the connection fee, and the runs.
-    """
+    """Lay the steps of a ``billsec``-second call across bands (``lay_bands``): billed
+    seconds, the exact amount × 60 without the connection fee, and the runs."""
     first_rate = bands[0].rate
     if first_rate is None:
         raise on_gap(bands[0])
-    pieces: list[Piece] = []
     last = len(bands) - 1
+    laid: list[tuple[Sequence[Piece], int | None]] = []
     for b, band in enumerate(bands):
-        end = bands[b + 1].threshold if b < last else None
         rate = band.rate
-        if rate is None:
-            pieces.append((end, None, None, b))
-            continue
-        # The band's rate's own pieces, cut to the band: a tier piece that ends before
-        # the band starts is not reached in it, and the band's end bounds the rest.
-        for piece_end, increment, price, _tag in rate_pieces(
-            rate.increment_seconds, rate.per_minute_micros, tiers_of(rate), b
-        ):
-            if piece_end is not None and piece_end <= band.threshold:
-                continue
-            if end is not None and (piece_end is None or piece_end >= end):
-                pieces.append((end, increment, price, b))
-                break
-            pieces.append((piece_end, increment, price, b))
+        own = (
+            [(None, None, None, b)]
+            if rate is None
+            else rate_pieces(rate.increment_seconds, rate.per_minute_micros, tiers_of(rate), b)
+        )
+        laid.append((own, bands[b + 1].threshold if b < last else None))
     runs: list[tuple[int, int, int, int, int]] = []
-    billed, total = rules_lay(
+    billed, total = lay_bands(
         billsec,
         first_step(first_rate.initial_seconds, first_rate.increment_seconds),
         first_rate.per_minute_micros,
-        pieces,
+        laid,
         runs=runs,
         on_gap=lambda tag: on_gap(bands[tag]),
     )

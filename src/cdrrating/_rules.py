@@ -174,11 +174,11 @@ def first_step(initial_seconds: Num, increment_seconds: Num) -> Num:
 def round_once(numerator: Num, denominator: Num, mode: str) -> Num:
     """``numerator / denominator`` (denominator > 0) rounded to an integer with a named
     mode (rating-rules §4: once, never per step). ``mode`` is a ``Rounding`` value."""
-    q, r = divmod(numerator, denominator)  # floor division: 0 <= r < denominator
+    if mode == "up":  # one division, not divmod's two results (the common mode)
+        return -(-numerator // denominator)  # ceil_div, inlined: hot
     if mode == "down":
-        return q
-    if mode == "up":
-        return q + (r > 0)
+        return numerator // denominator
+    q, r = divmod(numerator, denominator)  # floor division: 0 <= r < denominator
     twice = 2 * r
     if mode == "half_up":  # a tie rounds away from zero
         return q + ((twice > denominator) | ((twice == denominator) & (q >= 0)))
@@ -194,7 +194,9 @@ def clamp(cost: Num, minimum_charge: Num, maximum_charge: Num) -> Num:
         if maximum_charge is not None and cost > maximum_charge:
             cost = maximum_charge
         return cost
-    cost = maximum(cost, minimum_charge)
+    if type(minimum_charge) is not int or minimum_charge > 0:
+        # (A cost is never below 0: every amount is >= 0, so no minimum is no pass.)
+        cost = maximum(cost, minimum_charge)
     if maximum_charge is None:
         return cost
     return where(maximum_charge >= 0, minimum(cost, maximum_charge), cost)
@@ -206,7 +208,10 @@ def settle(  # noqa: PLR0917 - the hot path of both engines: positional is faste
     """rating-rules §4: the exact sum (``total`` / 60 micros, from :func:`lay`) plus the
     connection fee, rounded once to a multiple of ``quantum``, then the minimum and
     maximum."""
-    cost = round_once(fee * 60 + total, 60 * quantum, mode) * quantum
+    exact = total if type(fee) is int and fee == 0 else fee * 60 + total
+    cost = round_once(exact, 60 * quantum, mode)
+    if quantum != 1:  # a whole pass over an array's calls, for nothing at 1 micro
+        cost = cost * quantum
     return clamp(cost, minimum_charge, maximum_charge)
 
 

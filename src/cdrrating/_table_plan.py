@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from cdrrating import _rules
-from cdrrating._bands import Scheduled
+from cdrrating._bands import Scheduled, lay_bands
 from cdrrating.cdr import Direction
 from cdrrating.rates import Rate
 
@@ -103,6 +103,10 @@ class Lookup:
         self.max_bucket = int(sizes.max()) if count else 0
         self.simple = simple
         self.all_simple = bool((simple >= 0).all())
+        # One plain rate a prefix, in label order (a plain deck): a label's rate id is
+        # the label plus this offset, an addition where a gather would read the column.
+        in_order = self.all_simple and count > 0 and bool((np.diff(simple) == 1).all())
+        self.simple_offset: int | None = int(simple[0]) if in_order else None
         self.scheduled = scheduled
         self.any_scheduled = bool(scheduled.any())
         # Per label, a bit per schedule id of its candidates (set by TablePlan; None:
@@ -115,6 +119,9 @@ class Lookup:
         self.pattern_windowed = False  # some label's pattern is -1
         # Bits of the schedules every label with schedules has (band_room's rows).
         self.common_mask = 0
+        # Every label has schedules, all the same ones (common_mask): band_room reads
+        # the room to the next edge from one table for every row.
+        self.uniform = False
         self._labels: dict[str, int] | None = None
         # The prefixes as disjoint intervals of 18-digit keys, each owned by the longest
         # prefix covering it (-1: none). Prefixes in text order come in key order with
@@ -213,9 +220,14 @@ class TablePlan:
         self.rates = rates
         self.prefix_values = prefix_values or [""]
         self.prefix_code = np.concatenate(prefix_code) if prefix_code else np.zeros(1, np.int32)
+        # One rate a prefix, in order (a plain deck): a rate's id is its prefix's code.
+        self.prefix_is_rate = bool(
+            (self.prefix_code == np.arange(self.prefix_code.size, dtype=np.int32)).all()
+        )
         self._rate_id: dict[int, int] | None = None
         self._destinations: tuple[NDArray, list[str]] | None = None
         self._arrow: dict[str, Any] = {}
+        self._edge_rooms: dict[int, NDArray] = {}  # band_room's tables, by schedule bits
         self._columns(rates)
         # The wall-clock instants at which some schedule of the plan opens or closes:
         # between two of them, on one local day, every schedule covers all or nothing.
@@ -226,8 +238,12 @@ class TablePlan:
         for lookup in self.lookups.values():
             lookup.schedule_mask = self._schedule_mask(lookup)
             if lookup.schedule_mask is not None and lookup.any_scheduled:
-                common = np.bitwise_and.reduce(lookup.schedule_mask[lookup.scheduled])
+                of_scheduled = lookup.schedule_mask[lookup.scheduled]
+                common = np.bitwise_and.reduce(of_scheduled)
                 lookup.common_mask = int(common)
+                lookup.uniform = bool(lookup.scheduled.all()) and bool(
+                    (of_scheduled == common).all()
+                )
             lookup.pattern = self._patterns(lookup)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -370,20 +386,25 @@ class TablePlan:
             local = us + self._offsets(us) if us.size else us.copy()
         else:
             placed = (us >= _LOCAL_RANGE[0]) & (us < _LOCAL_RANGE[1])
-            offset = self._offsets(us[placed]) if placed.any() else np.zeros(0, np.int64)
+            offset = self._offsets(us[placed]) if placed.any() else 0
             local = us.copy()
             local[placed] += offset
+        # In place (local is this call's own): on large arrays each temporary costs
+        # about as much as the arithmetic.
         day = np.floor_divide(local, _DAY_US)
-        seconds = np.floor_divide(local - day * _DAY_US, 1_000_000)
-        return Local(day + _UNIX_ORDINAL, seconds, placed, us)
+        local -= day * _DAY_US
+        local //= 1_000_000
+        day += _UNIX_ORDINAL
+        return Local(day, local, placed, us)
 
-    def _offsets(self, us: NDArray) -> NDArray:
-        """UTC offsets in µs of instants, from the zone's transitions over their range."""
+    def _offsets(self, us: NDArray) -> NDArray | int:
+        """UTC offsets in µs of instants, from the zone's transitions over their range
+        (one int where every instant has the same)."""
         if self.compiled.clock.tz.key == "UTC":
-            return np.zeros(us.size, np.int64)
+            return 0
         at, off = self._changes(int(us.min()), int(us.max()))
         if off.size == 1:  # no change of offset over these instants: no search
-            return np.full(us.size, off[0], np.int64)
+            return int(off[0])
         return off[np.searchsorted(at, us, side="right") - 1]
 
     def _changes(self, lo: int, hi: int) -> tuple[NDArray, NDArray]:
@@ -478,7 +499,8 @@ class TablePlan:
             short = (found < 0) | (lookup.label_len[found] > wanted)
             if not short.any():
                 if fast is None:
-                    return lookup.simple[found], found
+                    offset = lookup.simple_offset
+                    return (lookup.simple[found] if offset is None else found + offset), found
                 rate[fast] = lookup.simple[found]
                 label[fast] = found
                 return rate, label
@@ -679,17 +701,80 @@ class TablePlan:
         if local is None:
             local = self.local(from_us)
         seconds = local.seconds
-        edges = np.full(labels.size, 86_400, np.int64)
+        if lookup.uniform:
+            room = self._edge_room(lookup.common_mask)[seconds]
+        else:
+            room = self._edges(lookup, labels, seconds)
+            room -= seconds
+        # In µs, less the part of a second ``from_us`` is past its whole second; in
+        # place, as ``local``.
+        room *= 1_000_000
+        whole = from_us // 1_000_000
+        whole *= 1_000_000
+        room -= from_us
+        room += whole
+        same_offset = self._same_offset(from_us, room)
+        if same_offset is None and local.placed.all():
+            return room
+        ok = local.placed if same_offset is None else local.placed & same_offset
+        return np.where(ok, room, -1)
+
+    def band_changes(
+        self, lookup: Lookup, labels: NDArray, from_us: NDArray, billsec: NDArray
+    ) -> tuple[NDArray, NDArray]:
+        """The rows whose first possible change of band (``band_room``) comes before
+        ``billsec`` seconds from ``from_us`` or is not known here, and its ``band_room``.
+        """
+        local = self.local(from_us)
+        if lookup.uniform and from_us.size and local.placed.all():
+            lo = int(from_us.min())
+            hi = int(from_us.max()) + (int(billsec.max()) + 1) * 1_000_000
+            if hi < _LOCAL_RANGE[1] and self._changes(lo, hi)[0].size == 1:
+                # No change of UTC offset over the calls: a change comes before the end
+                # only where the next edge is at most billsec seconds past the whole
+                # second of ``from_us``; the µs to it are counted for those rows only.
+                ahead = self._edge_room(lookup.common_mask)[local.seconds]
+                near = np.flatnonzero(ahead <= billsec)
+                room = self.band_room(
+                    lookup, labels[near], from_us[near], Local(*(f[near] for f in local))
+                )
+                keep = (room < 0) | (room < billsec[near] * 1_000_000)
+                return near[keep], room[keep]
+        room = self.band_room(lookup, labels, from_us, local)
+        near = np.flatnonzero((room < 0) | (room < billsec * 1_000_000))
+        return near, room[near]
+
+    def _edge_room(self, mask: int) -> NDArray:
+        """Per second of the day, the seconds to the next wall-clock edge of the
+        schedules whose ids are the bits of ``mask``, or to midnight (built once)."""
+        found = self._edge_rooms.get(mask)
+        if found is None:
+            day = np.arange(86_400, dtype=np.int64)
+            edges = self._edges(None, np.zeros(0, np.int32), day, mask)
+            found = self._edge_rooms.setdefault(mask, edges - day)
+        return found
+
+    def _edges(
+        self, lookup: Lookup | None, labels: NDArray, seconds: NDArray, mask: int = 0
+    ) -> NDArray:
+        """Per row, the next wall-clock second after ``seconds`` at which a schedule of
+        its label's candidates opens or closes, or midnight (86,400). ``lookup`` None:
+        the schedules of ``mask`` for every row."""
+        edges = np.full(seconds.size, 86_400, np.int64)
+        if lookup is None:
+            self._edges_of(mask, seconds, edges)
+            return edges
         masks = lookup.schedule_mask
         of_label: NDArray | None = None
         # The schedules every label with schedules has: rows of such labels only (the
         # engine's) need no per-row test of those.
         common = lookup.common_mask if lookup.scheduled[labels].all() else 0
+        self._edges_of(common, seconds, edges)
         for sid, schedule in enumerate(self.schedules, 1):
             # Rows whose label has this schedule among its candidates.
             if common >> sid & 1:
-                has = np.ones(1, bool)
-            elif masks is not None:
+                continue  # every row: above
+            if masks is not None:
                 if of_label is None:
                     of_label = masks[labels]
                 has = (of_label >> np.uint64(sid)) & np.uint64(1) == 1
@@ -702,24 +787,35 @@ class TablePlan:
                     has[live] |= self.schedule_id[lookup.members[first[live] + j]] == sid
             if not has.any():
                 continue
-            every = bool(has.all())
             for edge in (schedule._start_s, schedule._end_s):
-                if edge == 0:
-                    continue  # midnight: the day's end, there already
-                later = seconds < edge
-                if not every:
-                    later &= has
-                np.minimum(edges, np.where(later, edge, 86_400), out=edges)
-        room = (edges - seconds) * 1_000_000 - (from_us - from_us // 1_000_000 * 1_000_000)
-        same_offset = self._same_offset(from_us, from_us + room)
-        if same_offset is None and local.placed.all():
-            return room
-        ok = local.placed if same_offset is None else local.placed & same_offset
-        return np.where(ok, room, -1)
+                if edge:  # midnight: the day's end, there already
+                    later = (seconds < edge) & has
+                    np.minimum(edges, np.where(later, edge, 86_400), out=edges)
+        return edges
 
-    def _same_offset(self, before: NDArray, after: NDArray) -> NDArray | None:
-        """Per pair of instants (``before`` <= ``after``), whether both are inside the
-        offset table's years with no change of UTC offset between them; None: all are."""
+    def _edges_of(self, mask: int, seconds: NDArray, edges: NDArray) -> None:
+        """``edges`` lowered to the next edge after ``seconds`` of the schedules of
+        ``mask`` (bits of schedule ids)."""
+        for sid, schedule in enumerate(self.schedules, 1):
+            if mask >> sid & 1:
+                for edge in (schedule._start_s, schedule._end_s):
+                    if edge:  # midnight: the day's end, there already
+                        np.minimum(edges, np.where(seconds < edge, edge, 86_400), out=edges)
+
+    def _same_offset(self, before: NDArray, room: NDArray) -> NDArray | None:
+        """Per pair of instants ``before`` and ``before + room`` (room >= 0), whether
+        both are inside the offset table's years with no change of UTC offset between
+        them; None: all are."""
+        if not before.size:
+            return None
+        lo, hi = int(before.min()), int(before.max()) + int(room.max())
+        if lo >= _LOCAL_RANGE[0] and hi < _LOCAL_RANGE[1]:
+            # Every instant placed: the offset table over a range that holds them all
+            # tells whether any change needs a search.
+            at, _off = self._changes(lo, hi)
+            if at.size == 1:
+                return None
+        after = before + room
         placed = (after >= _LOCAL_RANGE[0]) & (after < _LOCAL_RANGE[1])
         placed &= before >= _LOCAL_RANGE[0]
         every = bool(placed.all())
@@ -733,6 +829,48 @@ class TablePlan:
             return None if every else placed
         same = np.searchsorted(at, before, side="right") == np.searchsorted(at, after, side="right")
         return same if every else same & placed
+
+    def price_bands(
+        self, rates: list[NDArray], thresholds: list[NDArray], billsec: NDArray
+    ) -> tuple[NDArray, NDArray, NDArray]:
+        """Cost and billed seconds of billable calls whose steps start in the bands
+        ``rates`` (rate ids in force, the first at the answer), band i + 1 from billed
+        position ``thresholds[i]`` on: ``_bands.lay_bands`` over the rates' columns,
+        then ``_rules.settle`` with the first band's fee, minimum and maximum, as
+        ``rating.price_banded``. The third array is False where int64 cannot hold the
+        sum (those rows' figures are not to be read).
+        """
+        first = rates[0]
+        # As ``safe`` for one rate: the exact sum × 60 stays below SAFE when every
+        # step is at most the longest and costs at most the dearest of the bands.
+        fits = self.safe[first] >= 0
+        longest = self.first[first].astype(np.float64)
+        dearest = np.zeros(billsec.size, np.float64)
+        laid: list[tuple[list[_rules.Piece], NDArray | None]] = []
+        for b, rate in enumerate(rates):
+            fits &= self.safe[rate] >= 0
+            own: list[_rules.Piece] = []
+            for k in range(self.tiers + 1):
+                end, inc = self.piece_end[k][rate], self.piece_inc[k][rate]
+                price = self.piece_price[k][rate]
+                np.maximum(longest, inc, out=longest)
+                np.maximum(dearest, price, out=dearest)
+                own.append((end, inc, price, b))
+            laid.append((own, thresholds[b] if b < len(thresholds) else None))
+        bound = (billsec + longest) * dearest + 60.0 * self.fee[first]
+        # In float64: its rounding is far inside the room int64 has above SAFE.
+        fits &= bound < SAFE
+        billed, total = lay_bands(billsec, self.first[first], self.per_minute[first], laid)
+        cost = _rules.settle(
+            np.where(fits, total, 0),
+            self.fee[first],
+            self.minimum[first],
+            self.maximum[first],
+            self.quantum,
+            self.rounding,
+        )
+        grace = _rules.in_grace(billsec, self.grace[first])
+        return np.where(grace, 0, cost), np.where(grace, 0, billed), fits
 
     def _schedule_mask(self, lookup: Lookup) -> NDArray | None:
         """Per label, a bit per schedule id (1..63) of its candidates."""
@@ -799,7 +937,9 @@ def key_order(keys: NDArray) -> NDArray:
     bounds in order: one sort of a word per row (the key's high bits above the row
     number) is several times faster than an argsort. Keys are below 10**18 < 2**60."""
     bits = max(int(keys.size - 1).bit_length(), 1)
-    packed = (keys.astype(np.uint64) >> np.uint64(max(bits - 4, 0))) << np.uint64(bits)
+    # (Keys are >= 0: int64 keys are read as uint64 in place, not copied.)
+    unsigned = keys.view(np.uint64) if keys.dtype == np.int64 else keys.astype(np.uint64)
+    packed = (unsigned >> np.uint64(max(bits - 4, 0))) << np.uint64(bits)
     packed |= np.arange(keys.size, dtype=np.uint64)
     packed.sort()
     return (packed & np.uint64((1 << bits) - 1)).astype(np.int64)

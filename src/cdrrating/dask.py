@@ -137,16 +137,9 @@ def _reference(plan_or_rater: PlanArg, client: Any) -> Any:
 
 
 def _rate_partition(part: pd.DataFrame, reference: Any, **options: Any) -> pd.DataFrame:
+    # rate_table's categoricals have text categories also when none of a partition's
+    # rows has a value, so Dask can join every partition's categories as they come.
     rated: pd.DataFrame = rate_table(part, reference.plan(), **options)
-    if options["strings"] == "dictionary":
-        # A column none of whose rows has a value has empty categories of another dtype
-        # than text categories; Dask joins partitions' categories only when they agree.
-        text = pd.Index(["-"]).dtype
-        for name in ALL_OUTPUT_COLUMNS:
-            if name in rated.columns and isinstance(rated[name].dtype, pd.CategoricalDtype):
-                categories = rated[name].cat.categories
-                if len(categories) == 0 and categories.dtype != text:
-                    rated[name] = rated[name].cat.set_categories(pd.Index([], dtype=text))
     return rated
 
 

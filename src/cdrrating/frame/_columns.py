@@ -44,6 +44,7 @@ _I64_MAX = np.iinfo(np.int64).max
 _WIDTH = 18  # digits of a number that the vectorised lookup keys on
 _POW10 = np.array([10**k for k in range(_WIDTH + 1)], dtype=np.int64)
 _STRIP = r"[ \-.()\t]"  # what _rules.normalise_number removes (its FORMATTING)
+_FEW_ROWS = 64  # columns of at most this many rows are read in Python where that is faster
 
 # -- tables in and out ---------------------------------------------------------------------
 
@@ -98,6 +99,8 @@ class _Columns:
     tenants: list[str | None]
     bad: NDArray  # bool
     errors: dict[int, tuple[str, Any, str]]  # position -> (field, value, expected)
+    # _strings(numbers), read once for the length check and the normalisation.
+    number_strings: tuple[NDArray, NDArray, NDArray] | None = None
 
 
 def _nulls(array: pa.Array) -> NDArray | None:
@@ -343,10 +346,12 @@ def _wall(naive: datetime, zone: ZoneInfo) -> tuple[datetime | None, str]:
 def _all_equal(array: pa.Array, text: str) -> bool:
     """Whether every row holds ``text`` (no nulls): its bytes, repeated, are the column's."""
     raw = np.frombuffer(text.encode(), np.uint8)
-    _starts, lengths, data = _strings(array)
-    if not raw.size or not lengths.size or not (lengths == raw.size).all():
+    if not raw.size or not len(array) or array.null_count:
         return False
-    base = int(_starts[0])
+    starts, lengths, data = _strings(array)
+    if not (lengths == raw.size).all():
+        return False
+    base = int(starts[0])
     used = data[base : base + raw.size * lengths.size]
     if raw.size == 8:  # "outbound", "ANSWERED": one word a row, no 2-D temporary
         return bool((used.view("<u8") == raw.view("<u8")[0]).all())
@@ -367,20 +372,10 @@ def _codes(
     """
     if array is None:
         return np.zeros(n, np.int32), [default], []
-    if common is not None:
-        # Most rows usually hold one canonical spelling: compare, and encode only the rest.
-        if not array.null_count and _all_equal(array, common):
-            return np.zeros(n, np.int32), [parse(common)], []
-        same = _bool(pc.equal(array, common))
-        if same.all():
-            return np.zeros(n, np.int32), [parse(common)], []
-        rest = np.flatnonzero(~same)
-        codes_rest, values_rest, failures_rest = _codes(
-            array.take(pa.array(rest)), rest.size, parse, default, None
-        )
-        codes_all = np.full(n, len(values_rest), np.int32)
-        codes_all[rest] = codes_rest
-        return codes_all, [*values_rest, parse(common)], failures_rest
+    if common is not None and _all_equal(array, common):
+        # Often every row holds one canonical spelling: a compare of bytes, no hashing.
+        # (Else one hashing pass over all rows costs less than finding the others first.)
+        return np.zeros(n, np.int32), [parse(common)], []
     encoded = array.dictionary_encode()
     values: list[Any] = []
     failures: list[tuple[Any, Exception]] = []
@@ -398,6 +393,8 @@ def _codes(
             mapping.append(-1 - len(failures))
     values.append(default)  # for nulls
     indices = encoded.indices.to_numpy(zero_copy_only=False)
+    if mapping and not encoded.indices.null_count:
+        return np.asarray(mapping, np.int32)[np.asarray(indices, np.intp)], values, failures
     codes = np.full(n, len(values) - 1, np.int32)
     valid = _bool(encoded.indices.is_valid())
     if mapping:
@@ -472,9 +469,10 @@ def _read_columns(table: pa.Table, assume_tz: str | None = None) -> _Columns:
         cell(call_id),
     )
     _fail(cols, _nulls(numbers), "destination_number", "a str", None)
+    cols.number_strings = _strings(numbers)
     _fail(
         cols,
-        _too_long(numbers, MAX_NUMBER_LEN),
+        _too_long(numbers, MAX_NUMBER_LEN, cols.number_strings[1]),
         "destination_number",
         f"at most {MAX_NUMBER_LEN} characters",
         cell(numbers),
@@ -511,13 +509,16 @@ def _read_columns(table: pa.Table, assume_tz: str | None = None) -> _Columns:
         for k, (raw, error) in enumerate(failures):
             expected = getattr(error, "expected", str(error))
             _fail(cols, codes == -2 - k, name, expected, raw)
-        codes = np.maximum(codes, 0)
         if target == "direction":
             lookup = np.array([_DIRECTIONS.index(v) for v in values], np.int8)
-            cols.direction = lookup[codes]
         else:
-            lookup_b = np.array([v is Disposition.ANSWERED for v in values], bool)
-            cols.answered = lookup_b[codes]
+            lookup = np.array([v is Disposition.ANSWERED for v in values], bool)
+        # One value in every row (a failure's row is bad, whatever it holds): no gather.
+        column = np.full(n, lookup[0]) if len(values) == 1 else lookup[np.maximum(codes, 0)]
+        if target == "direction":
+            cols.direction = column
+        else:
+            cols.answered = column
 
     # Seconds: billsec (or derived from answered_at/ended_at), duration, and their order.
     billsec = _seconds(table, "billsec")
@@ -598,22 +599,30 @@ class _Numbers:
     keys: NDArray  # int64: the first 18 digits, right-padded with zeros
     lengths: NDArray  # int64 digits of the normalised number
     valid: NDArray  # bool
+    all_valid: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.all_valid = bool(self.valid.all())
 
 
 _ZERO = ord("0")
 
 
-def _normalise(numbers: pa.Array, access: tuple[str, ...]) -> _Numbers:
+def _normalise(
+    numbers: pa.Array,
+    access: tuple[str, ...],
+    strings: tuple[NDArray, NDArray, NDArray] | None = None,
+) -> _Numbers:
     """plan.normalise_number for a whole column, then numeric keys for the lookup.
 
     A number of ASCII digits that starts with no access prefix is normal as written
     (most columns hold only such numbers: one pass over their bytes finds them); the
     others are normalised as ``_rules.normalise_number`` says, with Arrow's string
-    functions.
+    functions. ``strings``: ``_strings(numbers)``, if the caller has it.
     """
     n = len(numbers)
     access = tuple(a for a in access if a)  # normalise_number skips an empty one
-    starts, lengths, data = _strings(numbers)
+    starts, lengths, data = _strings(numbers) if strings is None else strings
     base = int(starts[0]) if n else 0
     used = data[base : int(starts[-1] + lengths[-1])] if n else data[:0]
     rel = starts - base
@@ -663,10 +672,23 @@ def _normalise(numbers: pa.Array, access: tuple[str, ...]) -> _Numbers:
 def _digit_keys(digits: pa.Array, lengths: NDArray, ok: NDArray) -> NDArray:
     """Keys of the rows in ``ok`` (texts of ASCII digits): the first 18 digits as an
     integer, right-padded with zeros; 0 elsewhere."""
+    if len(digits) <= _FEW_ROWS:
+        # A few rows (a stream's small batch, one call per CDR): Python's int() costs
+        # less than a cast's dispatch.
+        return np.array(
+            [
+                int(text[:_WIDTH]) * 10 ** max(_WIDTH - len(text), 0) if good else 0
+                for text, good in zip(digits.to_pylist(), ok.tolist(), strict=True)
+            ],
+            np.int64,
+        )
     keys = np.zeros(len(digits), np.int64)
     short = ok & (lengths <= _WIDTH)
     if short.all():
         values = np.asarray(digits.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+        if lengths.size and lengths[0] == lengths[-1] and (lengths == lengths[0]).all():
+            # Numbers of one length (a national plan's): one scale, no gather.
+            return values * _POW10[_WIDTH - int(lengths[0])]
         return values * _POW10[_WIDTH - lengths]
     rows = np.flatnonzero(short)
     if rows.size:

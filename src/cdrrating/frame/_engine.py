@@ -3,8 +3,9 @@
 Every rule is the object engine's: candidates come from the plan's compiled form
 (``RatePlan._compiled.table``), and steps, the exact sum, rounding, the clamps, grace
 and billability are the functions of ``cdrrating._rules`` applied to int64 arrays.
-Calls the arrays cannot carry exactly (sums past 2**61, schedule bands a call crosses)
-are priced by the object engine's own functions, one by one.
+Calls the arrays cannot carry exactly (sums past 2**61, calls that cross more than one
+schedule band edge or a change of UTC offset) are priced by the object engine's own
+functions, one by one.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def rate_columns(
     def numbers_of(access: tuple[str, ...]) -> _Numbers:
         found = numbers_cache.get(access)
         if found is None:
-            found = numbers_cache[access] = _normalise(cols.numbers, access)
+            found = numbers_cache[access] = _normalise(cols.numbers, access, cols.number_strings)
         return found
 
     def currency_code(code: str) -> int:
@@ -128,7 +129,7 @@ def rate_columns(
             # reads the plan's bounds in order, and pricing its rate columns.
             ordered_for = tables[0].access
             keys = numbers_of(ordered_for).keys
-            rows = rows[key_order(keys[rows])]
+            rows = key_order(keys) if m == n else rows[key_order(keys[rows])]
         direction = cols.direction[rows]
         for plan_index, table in enumerate(tables):
             numbers = numbers_of(table.access)
@@ -140,7 +141,7 @@ def rate_columns(
                 if sel.size == m:
                     at = rows
                     priced.fill(True)
-                    ok = numbers.valid[at]
+                    ok = np.ones(m, bool) if numbers.all_valid else numbers.valid[at]
                     number_ok |= ok
                 else:
                     at = rows[sel]
@@ -190,7 +191,10 @@ def rate_columns(
                 row_plan[target] = slot(table)
             row_rate[target] = plan_rate
             # RATED where paying, else UNANSWERED (arithmetic: no branch per row).
-            status[target] = _UNANSWERED + paying.view(np.int8) * np.int8(_RATED - _UNANSWERED)
+            if every and mine is None:  # every row, here: in row order, no scatter
+                status = _UNANSWERED + billable.view(np.int8) * np.int8(_RATED - _UNANSWERED)
+            else:
+                status[target] = _UNANSWERED + paying.view(np.int8) * np.int8(_RATED - _UNANSWERED)
             payers = np.flatnonzero(paying) if mine is None else mine[paying]
             if not payers.size:
                 continue
@@ -301,6 +305,8 @@ def _price(
 ) -> tuple[NDArray, NDArray, list[tuple[int, tuple[str, Any, str]]]]:
     """Cost and billed seconds of billable calls priced by one rate each (§3–4)."""
     m = rate.size
+    # Indexed with below, column by column: numpy converts an int32 index on each use.
+    rate = rate.astype(np.intp, copy=False)
     grace = _rules.in_grace(billsec, table.grace[rate]) if table.any_grace else None
     if m and int(billsec.max()) <= table.safe_min:
         slow = np.zeros(m, bool)  # every call fits int64 whatever its rate
@@ -381,14 +387,16 @@ def _price_single_band(  # noqa: PLR0917 - private: the engine's columns, in ord
     billed: NDArray,
     row_rate: NDArray,
 ) -> NDArray:
-    """Price, over arrays, the billable calls to prefixes with schedules whose steps all
-    start in one band (most calls: bands last hours); return the rest for
+    """Price, over arrays, the billable calls to prefixes with schedules whose steps
+    start in one band (most calls: bands last hours) or in two; return the rest for
     ``price_banded``.
 
     The rate of such a call is the one in force at the answer (among the candidates in
     force at the start), as ``rating.price_banded`` prices a call of one band. A call
-    is of one band when no band edge comes before its last step, or when the rate in
-    force after the one edge it crosses is the same (a midnight that changes nothing).
+    is of one band when no band edge comes before the end of its billsec, or when the
+    rate in force after the one edge it crosses is the same (a midnight that changes
+    nothing); of two when that rate differs, laid by ``_bands.lay_bands`` as
+    ``price_banded`` lays it (``TablePlan.price_bands``).
     """
     found_rate, found_label = found
     rest: list[NDArray] = []
@@ -415,41 +423,50 @@ def _price_single_band(  # noqa: PLR0917 - private: the engine's columns, in ord
             rate[later] = table.in_force(lookup, labels[later], started[later], answered[later])
         ok = np.flatnonzero(rate >= 0)
         whole = ok.size == mine.size  # no row in a gap: no gathers
-        if whole:
-            c, b, bad = _price(table, rate, cols.billsec[at])
-            # Every row is written here; a row left to price_banded below is written
-            # again there, or becomes an error row, whose figures are not read.
-            cost[at], billed[at], row_rate[at] = c, b, rate
-        else:
-            c, b, bad = _price(table, rate[ok], cols.billsec[at[ok]])
-            at_ok = at[ok]
-            cost[at_ok], billed[at_ok], row_rate[at_ok] = c, b, rate[ok]
+        at_ok = at if whole else at[ok]
+        seconds = cols.billsec[at_ok]
+        # Every row is written here; a row left to price_banded below is written again
+        # there, or becomes an error row, whose figures are not read.
+        c, b, bad = _price(table, rate if whole else rate[ok], seconds)
+        cost[at_ok], billed[at_ok], row_rate[at_ok] = c, b, rate if whole else rate[ok]
+        # Rows (of ok) price_banded is to price: its errors, and bands not laid here.
+        left: list[NDArray] = [np.array([k for k, _message in bad], np.int64)]
         if table.band_split:
-            room = table.band_room(
-                lookup, labels if whole else labels[ok], answered if whole else answered[ok]
+            # Rows a change of band may come to before the end of their billsec seconds
+            # from the answer (price_banded's bands end there), and the µs to it (-1:
+            # not known here); the others are of one band, priced above.
+            near, room = table.band_changes(
+                lookup,
+                labels if whole else labels[ok],
+                answered if whole else answered[ok],
+                seconds,
             )
-            # Billed seconds that end by the first possible change (room -1: unknown).
-            done = b * 1_000_000 <= room
-            cross = np.flatnonzero(~done & (room >= 0))
+            known = room >= 0
+            left.append(near[~known])
+            cross, room = near[known], room[known]
             if cross.size:
-                # One edge crossed: the same rate in force after it, and no other edge
-                # before the call ends.
+                # One edge crossed, and no other before the call ends: one band if the
+                # same rate is in force after it, else two, laid over arrays.
                 at_cross = ok[cross]
-                edge = answered[at_cross] + room[cross]
+                edge = answered[at_cross] + room
                 after = table.in_force(lookup, labels[at_cross], started[at_cross], edge)
                 more = table.band_room(lookup, labels[at_cross], edge)
-                reach = room[cross] + more
-                done[cross] = (
-                    (after == rate[at_cross]) & (more >= 0) & (b[cross] * 1_000_000 <= reach)
-                )
-        else:
-            done = np.ones(ok.size, bool)
-        for k, _message in bad:
-            done[k] = False  # let the object engine say why
-        if whole and done.all():
-            continue
-        left = np.flatnonzero(~done)
-        rest.append(mine[left if whole else ok[left]])
+                before = rate[at_cross]
+                one_edge = (more >= 0) & (seconds[cross] * 1_000_000 <= room + more)
+                one_edge &= after >= 0  # a gap after the edge: price_banded says why
+                left.append(cross[~one_edge])
+                two = np.flatnonzero(one_edge & (after != before))
+                if two.size:
+                    k = cross[two]
+                    c2, b2, fits = table.price_bands(
+                        [before[two], after[two]], [-(-room[two] // 1_000_000)], seconds[k]
+                    )
+                    put = at_ok[k[fits]]
+                    cost[put], billed[put] = c2[fits], b2[fits]
+                    left.append(k[~fits])
+        todo = np.unique(np.concatenate(left))
+        if todo.size:
+            rest.append(mine[todo if whole else ok[todo]])
         if not whole:
             gap = np.ones(mine.size, bool)
             gap[ok] = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -51,9 +52,18 @@ def _from_arrow(kind: str, data: Any, out: pa.Table) -> Any:
     if kind == "pandas":
         frame = cast(pd.DataFrame, data)
         kept = frame.drop(columns=[c for c in frame.columns if c in names])
-        mapping = {pa.int64(): pd.Int64Dtype()}
-        converted = out.to_pandas(types_mapper=mapping.get)
-        return kept.assign(**{name: converted[name].array for name in out.column_names})
+        # The others in one call: Arrow converts a table's text columns to pandas
+        # strings without the detour through Python objects a lone column takes.
+        other = [
+            n for n in out.column_names if not pa.types.is_dictionary(out.schema.field(n).type)
+        ]
+        converted = out.select(other).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return kept.assign(
+            **{
+                name: converted[name].array if name in converted else _categorical(out[name])
+                for name in out.column_names
+            }
+        )
     if kind == "polars":
         import polars as pl  # noqa: PLC0415  # optional: imported only for a polars input
 
@@ -70,6 +80,26 @@ def _from_arrow(kind: str, data: Any, out: pa.Table) -> Any:
         if table.num_rows
         else pa.RecordBatch.from_pylist([], schema=table.schema)
     )
+
+
+# Public pandas validates a categorical's categories by hashing every one of them: on
+# a large deck ``prefix`` has about as many values as rows, and that check cost more
+# than the rating. The dictionaries here are unique as built (each value once, in the
+# order rows first use it), so the dtype is made without the check where pandas has
+# its fast path.
+_CATEGORIES = getattr(pd.CategoricalDtype, "_from_fastpath", pd.CategoricalDtype)
+
+
+def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    """A dictionary column as a pandas categorical whose categories are ``str``, also
+    when there are none (Arrow makes those ``object``; Dask joins partitions'
+    categories only when their dtypes agree)."""
+    array = (
+        column.chunk(0) if column.num_chunks == 1 else column.unify_dictionaries().combine_chunks()
+    )
+    categories = pd.Index(array.dictionary.to_pandas(), copy=False)
+    codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, dtype=_CATEGORIES(categories, False), validate=False)
 
 
 @attrs.define
@@ -136,7 +166,15 @@ class _Result:
     def _labels(self, codes_of: str, values_of: str) -> tuple[NDArray, pa.Array, bool]:
         """The winning rate's prefix (or destination) per row: codes (-1 null) into the
         plans' values joined, and whether a value may appear under two codes."""
-        codes = np.full(self.n, -1, np.int64)
+        if len(self.plans) == 1 and self.n and int(self.row_plan.min()) >= 0:
+            # Every row rated by the one plan: one gather, no mask.
+            table = self.plans[0]
+            if codes_of == "prefix_code" and table.prefix_is_rate:
+                codes = self.row_rate  # (read only)
+            else:
+                codes = getattr(table, codes_of)[self.row_rate.astype(np.intp)]
+            return codes, table.labels(values_of), len(table.lookups) > 1
+        codes = np.full(self.n, -1, np.int32)
         arrays: list[pa.Array] = []
         offset = 0
         for k, table in enumerate(self.plans):
@@ -159,9 +197,9 @@ class _Result:
         arrays: list[pa.Array] = []
         for name in columns:
             if name == "cost_micros":
-                arrays.append(pa.array(self.cost, pa.int64(), mask=self.cost_null))
+                arrays.append(_ints(self.cost, self.cost_null))
             elif name == "billed_seconds":
-                arrays.append(pa.array(self.billed, pa.int64(), mask=self.status == _ERROR))
+                arrays.append(_ints(self.billed, self.status == _ERROR))
             elif name == "status":
                 arrays.append(_text(self.status, _STATUS_VALUES, plain))
             elif name == "reason":
@@ -178,12 +216,24 @@ class _Result:
                 of = "prefix" if name == "prefix" else "destination"
                 codes, values, repeats = self._labels(f"{of}_code", f"{of}_values")
                 arrays.append(_text(codes, values, plain, repeats=repeats))
-        return pa.Table.from_arrays(arrays, schema=pa.schema(output_fields(columns, strings)))
+        return pa.Table.from_arrays(arrays, schema=_schema(tuple(columns), strings))
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(columns: tuple[str, ...], strings: str) -> pa.Schema:
+    """The schema of the added columns (a cost of every call, or every batch, else)."""
+    return pa.schema(output_fields(columns, strings))
+
+
+def _ints(values: NDArray, null: NDArray) -> pa.Array:
+    """An int64 column, null where ``null`` holds (no validity bitmap when none is)."""
+    return pa.array(values, pa.int64(), mask=null if null.any() else None)
 
 
 _STATUS_VALUES = pa.array(_STATUS, pa.string())
 _REASON_VALUES = pa.array(_REASON, pa.string())
 _FEW = 8  # values a text column may have for _text to find their first uses one by one
+_SMALL = 64  # rows a text column may have for _text to encode them in Python
 
 
 def _text(codes: NDArray, values: pa.Array, plain: bool, *, repeats: bool = False) -> pa.Array:
@@ -194,10 +244,21 @@ def _text(codes: NDArray, values: pa.Array, plain: bool, *, repeats: bool = Fals
     batch of a stream) its size, and the order makes the column a function of its rows
     alone, so rating slices and concatenating them (``unify_dictionaries``) gives the
     very same column as rating the whole."""
+    if codes.size <= _SMALL and not plain:
+        # A few rows (a stream's small batch, one call per CDR): a dict in Python costs
+        # less than the dozen array calls below.
+        seen: dict[int, int] = {}
+        cells = [None if c < 0 else seen.setdefault(c, len(seen)) for c in codes.tolist()]
+        indices = pa.array(cells, pa.int32())
+        # (A compute call's dispatch costs more than reading a few scalars.)
+        dictionary = pa.array([values[k].as_py() for k in seen], values.type)
+        return _dictionary(indices, dictionary, repeats)
     null = codes < 0
     mask = null if null.any() else None
     if plain:
         return values.take(pa.array(codes, mask=mask))
+    if mask is not None and null.all():  # (reason, error: null in most tables)
+        return pa.DictionaryArray.from_arrays(pa.nulls(codes.size, pa.int32()), values[:0])
     if len(values) <= _FEW:
         # A handful of values (status, reason, currency): where each is first used.
         firsts = []
@@ -217,13 +278,15 @@ def _text(codes: NDArray, values: pa.Array, plain: bool, *, repeats: bool = Fals
     elif codes.size * 8 >= len(values):
         # Many rows: each value's first row by one pass over the codes (small
         # integers), no hashing (a tenth of factorize's time on a 300k-row table).
-        live = np.arange(codes.size) if mask is None else np.flatnonzero(~null)
+        # int32 throughout: the per-value arrays are read at random, and half the
+        # bytes stay in cache.
+        live = np.arange(codes.size, dtype=np.int32) if mask is None else np.flatnonzero(~null)
         used = codes if mask is None else codes[live]
-        first = np.full(len(values), codes.size, np.int64)
+        first = np.full(len(values), codes.size, np.int32)
         np.minimum.at(first, used, live)
         first_used = used[first[used] == live]  # in the order rows use them
-        remap = np.zeros(len(values), np.int64)
-        remap[first_used] = np.arange(first_used.size)
+        remap = np.zeros(len(values), np.int32)
+        remap[first_used] = np.arange(first_used.size, dtype=np.int32)
         positions = remap[codes if mask is None else np.maximum(codes, 0)]  # nulls: masked
         dictionary = values.take(pa.array(first_used))
     else:
@@ -235,6 +298,12 @@ def _text(codes: NDArray, values: pa.Array, plain: bool, *, repeats: bool = Fals
             first_used = np.delete(first_used, at)
         dictionary = values.take(pa.array(first_used))
     indices = pa.array(positions.astype(np.int32, copy=False), pa.int32(), mask=mask)
+    return _dictionary(indices, dictionary, repeats)
+
+
+def _dictionary(indices: pa.Array, dictionary: pa.Array, repeats: bool) -> pa.Array:
+    """The dictionary column; with ``repeats``, a value the dictionary holds twice (two
+    plans, or two directions, share it) is kept once, at its first place."""
     if repeats and len(dictionary) > 1:
         unique = pc.unique(dictionary)
         if len(unique) < len(dictionary):
