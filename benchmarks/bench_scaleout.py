@@ -13,8 +13,9 @@ named after the row count and seed (reused by later runs; deterministic).
 The named baseline is **single-process ``rate_batches``** over the Parquet files, the
 process pinned to one CPU and Arrow on one thread: the per-core rate. Then:
 
-- **Dask**: a ``distributed.LocalCluster`` of 2 worker processes (1 thread each),
-  ``dd.read_parquet`` and ``cdrrating.dask.rate_dask``;
+- **Dask**: a ``distributed.LocalCluster`` of 2 worker processes (1 thread each) with
+  the worker settings docs/scaleout.md recommends (``DASK_WORKER_CONFIG``: no sampling
+  profiler, slower ticks), ``dd.read_parquet`` and ``cdrrating.dask.rate_dask``;
 - **Spark**: ``local[2]`` with its default Arrow batch size (10,000 rows),
   ``spark.read.parquet`` and ``cdrrating.spark.rate_spark``, written to Spark's ``noop``
   sink.
@@ -27,7 +28,10 @@ totals and an order-independent hash of every row's (row, cost, billed seconds,
 status, reason, prefix, error) must equal the baseline's. Also printed: how many times
 the plan reached the workers, the fixed cost of one rating call (median of 1-row
 calls) and what it costs per 10,000-row batch, Spark's Arrow hand-over (a
-``mapInArrow`` that returns its batches unchanged, less reading alone), and the CPU
+``mapInArrow`` that returns its batches unchanged, less reading alone) with a table row
+for that identity pass (what Spark reaches rating nothing: its ceiling) and the CPU
+seconds per million CDRs of Spark's JVM and of its Python workers reading alone, handing
+over and rating (what that ceiling is on two free cores), and the CPU
 seconds the Dask workers spent per million CDRs in their fastest warm run beside the
 baseline's (what the clock cannot show on a busy machine: how far two free cores would
 take Dask). Nothing is asserted about speed; the table says which targets pass.
@@ -66,6 +70,15 @@ SPARK_BATCH = 10_000  # Spark's default spark.sql.execution.arrow.maxRecordsPerB
 STATUSES = ("RATED", "UNANSWERED", "UNRATED", "DIRECTION_NOT_RATED", "ERROR")
 HASHED = ("row", "cost_micros", "billed_seconds", "status", "reason", "prefix", "error")
 TARGETS = {"dask": 1.5, "spark": 1.0}
+# The worker settings docs/scaleout.md recommends for rating: a worker's sampling
+# profiler and its event-loop and monitor ticks cost CPU for every second a task runs
+# (or the worker idles) and tell nothing a rating run needs.
+DASK_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 LABELS = {"base": "rate_batches, 1 process", "dask": "Dask LocalCluster", "spark": "Spark local[2]"}
 
 
@@ -210,6 +223,7 @@ def _process_cpu() -> float:
 
 
 def dask_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
+    import dask  # noqa: PLC0415
     import dask.dataframe as dd  # noqa: PLC0415
     from distributed import Client, LocalCluster  # noqa: PLC0415
 
@@ -232,6 +246,7 @@ def dask_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
         return pd.DataFrame([digest(table).view(np.int64)])
 
     with (
+        dask.config.set(DASK_WORKER_CONFIG),
         new_cluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
@@ -271,8 +286,22 @@ def dask_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
     }
 
 
+def _spark_cpu(jvm: Any) -> tuple[float, float]:
+    """CPU seconds so far of the Spark JVM, and of its Python workers: the pyspark daemon
+    and the workers it forked, live ones by their own time, ended ones by the time the
+    daemon reaped."""
+    times = jvm.cpu_times()
+    python = 0.0
+    for child in jvm.children(recursive=True):
+        with contextlib.suppress(Exception):  # a worker that ended since the listing
+            t = child.cpu_times()
+            python += t.user + t.system + t.children_user + t.children_system
+    return times.user + times.system, python
+
+
 def spark_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    import psutil  # type: ignore[import-untyped]  # noqa: PLC0415  # (comes with distributed)
     from pyspark.sql import SparkSession  # noqa: PLC0415
 
     from cdrrating.spark import broadcast_plan, rate_spark  # noqa: PLC0415
@@ -288,6 +317,9 @@ def spark_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    # The JVM is this process's java child (spark-submit execs it); its Python workers
+    # are its descendants.
+    jvm = next(c for c in psutil.Process().children() if c.name().startswith("java"))
     try:
         batch = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
         assert batch is not None
@@ -297,10 +329,29 @@ def spark_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
         def noop(frame: Any) -> None:
             frame.write.format("noop").mode("overwrite").save()
 
+        def timed(make: Callable[[], Any]) -> dict[str, float]:
+            """The fastest of ``repeat`` runs, and the least JVM and Python CPU of any."""
+            runs = []
+            for _ in range(repeat):
+                jvm0, py0 = _spark_cpu(jvm)
+                seconds, _ = wall(lambda: noop(make()))
+                jvm1, py1 = _spark_cpu(jvm)
+                runs.append((seconds, jvm1 - jvm0, py1 - py0))
+            return {
+                "wall": min(r[0] for r in runs),
+                "jvm": min(r[1] for r in runs),
+                "python": min(r[2] for r in runs),
+            }
+
+        def identity(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            yield from batches
+
         cold, _ = wall(lambda: noop(rate_spark(df, plan)))
-        warm, _ = fastest(lambda: noop(rate_spark(df, plan)), repeat)
+        rating = timed(lambda: rate_spark(df, plan))
         shipped = broadcast_plan(spark, plan)
         calls = shipped.calls
+        read = timed(lambda: df)
+        handed = timed(lambda: df.mapInArrow(identity, df.schema))
 
         def digests(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             total = np.zeros(3 + len(STATUSES), np.uint64)
@@ -314,21 +365,14 @@ def spark_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
         total = np.zeros(3 + len(STATUSES), np.uint64)
         for row in rows:
             total += np.array(list(row), np.int64).view(np.uint64)
-
-        def identity(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            yield from batches
-
-        read, _ = wall(lambda: noop(df))
-        handed, _ = wall(lambda: noop(df.mapInArrow(identity, df.schema)))
         return {
             "cold": cold,
-            "warm": warm,
+            "warm": rating["wall"],
             "rows": int(total[0]),
             "digest": total,
             "loads": f"{shipped.loads} ({shipped.worker_processes} processes)",
             "calls": calls,
-            "read": read,
-            "handover": handed - read,
+            "cpu_split": {"rating": rating, "read": read, "identity": handed},
             "partitions": df.rdd.getNumPartitions(),
         }
     finally:
@@ -422,6 +466,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {1 if name == 'base' else 2} | {r['cold']:.1f} | {r['warm']:.1f} "
             f"| {rate:,.0f} | {ratio:.2f} | {verdict} | {r['loads']} | {'yes' if same else 'NO'} |"
         )
+    if "spark" in results:
+        # What Spark reaches rating nothing: its ceiling on this machine at this load.
+        ident = results["spark"]["cpu_split"]["identity"]
+        rate = results["spark"]["rows"] / ident["wall"]
+        print(
+            f"| Spark local[2], identity mapInArrow (no rating: the ceiling) | 2 | - "
+            f"| {ident['wall']:.1f} | {rate:,.0f} | {rate / base_rate:.2f} | - | - | - |"
+        )
     print()
     print(f"baseline results: {describe(base['digest'])}")
     for name, r in results.items():
@@ -436,13 +488,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "spark" in results:
         s = results["spark"]
+        split = s["cpu_split"]
+        base_cpu = base["cpu"] / base["rows"] * 1e6
+
+        def per_million(run: dict[str, float]) -> float:
+            return float((run["jvm"] + run["python"]) / s["rows"] * 1e6)
+
+        def shown(run: dict[str, float]) -> str:
+            jvm, python = (run[k] / s["rows"] * 1e6 for k in ("jvm", "python"))
+            return f"{jvm:.2f} JVM + {python:.2f} Python = {jvm + python:.2f}"
+
+        handover = split["identity"]["wall"] - split["read"]["wall"]
         print(
             f"Spark: {s['partitions']} partitions; {s['calls']} rating calls in the cold and warm "
             f"runs (Spark's {SPARK_BATCH:,}-row Arrow batches joined up to {BATCH_ROWS:,} rows); "
-            f"reading alone {s['read']:.1f} s; Arrow hand-over (JVM -> Python -> JVM, input "
-            f"columns, identity mapInArrow less reading) {s['handover']:.1f} s = "
-            f"{s['handover'] / s['warm']:.0%} of the warm run, "
-            f"{s['handover'] / s['rows'] * 2e6:.2f} core-s per million rows"
+            f"reading alone {split['read']['wall']:.1f} s; Arrow hand-over (JVM -> Python -> JVM, "
+            f"input columns, identity mapInArrow less reading) {handover:.1f} s = "
+            f"{handover / s['warm']:.0%} of the warm run"
+        )
+        print(
+            f"Spark CPU-s per million CDRs (least of {args.repeat} runs; baseline {base_cpu:.2f}): "
+            f"reading alone {shown(split['read'])}; identity mapInArrow "
+            f"{shown(split['identity'])}; rate_spark {shown(split['rating'])}. On two free "
+            f"cores, CPU-bound: an identity pass reaches at most "
+            f"{2 * base_cpu / per_million(split['identity']):.2f}x the baseline, rate_spark "
+            f"{2 * base_cpu / per_million(split['rating']):.2f}x"
         )
     if "dask" in results:
         d = results["dask"]

@@ -213,19 +213,48 @@ def assert_same_rows(got: pa.Table, want: pa.Table, columns: list[str] | None = 
         assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
 
 
+# -- the two ways through Spark ---------------------------------------------------------------
+
+
+@pytest.fixture(params=["mapInArrow", "arrow_udf"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which way rate_spark takes: the frames here carry few columns rating does not read
+    (mapInArrow hands them over); with the threshold at 0 every frame takes the Arrow
+    UDF that keeps them in the JVM."""
+    if request.param == "arrow_udf":
+        import cdrrating.spark  # noqa: PLC0415
+
+        monkeypatch.setattr(cdrrating.spark, "PASSED_IN_JVM", 0)
+    return str(request.param)
+
+
+def taken(df: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    """The way Spark's physical plan for ``df`` rates: "mapInArrow" or "arrow_udf"."""
+    capsys.readouterr()
+    df.explain()
+    plan = capsys.readouterr().out
+    ways = {"MapInArrow" in plan: "mapInArrow", "ArrowEvalPython" in plan: "arrow_udf"}
+    assert len([way for found, way in ways.items() if found]) == 1, plan
+    return ways[True]
+
+
 # -- one documented call ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "plan", [PLAN, SCHEDULED, [SCHEDULED, PLAN], RATER, None], ids=lambda p: type(p).__name__
 )
-def test_rows_equal_rate_table(spark: Any, plan: Any) -> None:
+def test_rows_equal_rate_table(
+    spark: Any, plan: Any, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cdrrating.spark import rate_spark  # noqa: PLC0415
 
     table = cdr_rows()
     df = spark.createDataFrame(table)
     want = expected(table, plan)
-    got = rated(rate_spark(df, plan))
+    out = rate_spark(df, plan)
+    assert taken(out, capsys) == path
+    got = rated(out)
     assert got.column_names == want.column_names
     assert_same_rows(got, want)
     # The table holds every kind of row.
@@ -234,7 +263,34 @@ def test_rows_equal_rate_table(spark: Any, plan: Any) -> None:
         assert {"RATED", "UNANSWERED", "UNRATED", "ERROR"} <= statuses
 
 
-def test_instants_are_instants_whatever_the_session_zone(spark: Any) -> None:
+def test_columns_rating_does_not_read_stay_in_the_jvm_when_many(
+    spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cdrrating.spark import PASSED_IN_JVM, rate_spark, spark_schema  # noqa: PLC0415
+
+    table = cdr_rows(n=120, seed=13)
+    # Awkward names: a dot, a backtick, the name the charge struct would take.
+    odd = ["a.b", "with `tick`", "_charge"]
+    extra = [*odd, *(f"x{k}" for k in range(PASSED_IN_JVM))]
+    for k, name in enumerate(extra):
+        values = pa.array([f"{name}:{i}" if k % 2 else i * k for i in range(table.num_rows)])
+        table = table.append_column(name, values)
+    # "row" and "note" are not read either: the frame has more than the threshold.
+    df = spark.createDataFrame(table)
+    out = rate_spark(df, RATER)
+    assert taken(out, capsys) == "arrow_udf"
+    assert out.schema == spark_schema(df.schema)
+    got = rated(out)
+    want = expected(table, RATER)
+    assert got.column_names == want.column_names
+    assert_same_rows(got, want)
+    # With "row" and "note", one column fewer than the threshold: through mapInArrow.
+    dropped = [*odd, *extra[len(odd) + PASSED_IN_JVM - 3 :]]
+    few = spark.createDataFrame(table.drop_columns(dropped))
+    assert taken(rate_spark(few, RATER), capsys) == "mapInArrow"
+
+
+def test_instants_are_instants_whatever_the_session_zone(spark: Any, path: str) -> None:
     from cdrrating.spark import rate_spark  # noqa: PLC0415
 
     table = cdr_rows(seed=11)
@@ -259,7 +315,7 @@ def test_instants_are_instants_whatever_the_session_zone(spark: Any) -> None:
     assert misread["cost_micros"].to_pylist() != want["cost_micros"].to_pylist()
 
 
-def test_naive_timestamps_need_assume_tz(spark: Any) -> None:
+def test_naive_timestamps_need_assume_tz(spark: Any, path: str) -> None:
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
     from cdrrating.spark import rate_spark  # noqa: PLC0415
@@ -300,7 +356,7 @@ def test_naive_timestamps_need_assume_tz(spark: Any) -> None:
     assert got["cost_micros"].to_pylist()[:2] == [1_000 + 4_000, 8_000]
 
 
-def test_text_timestamps_are_read_as_rate_table_reads_them(spark: Any) -> None:
+def test_text_timestamps_are_read_as_rate_table_reads_them(spark: Any, path: str) -> None:
     from cdrrating.spark import rate_spark  # noqa: PLC0415
 
     texts = [
@@ -326,7 +382,7 @@ def test_text_timestamps_are_read_as_rate_table_reads_them(spark: Any) -> None:
         assert got["status"].to_pylist()[3:] == ["ERROR", "ERROR"]
 
 
-def test_schema_columns_destination_and_replaced_columns(spark: Any) -> None:
+def test_schema_columns_destination_and_replaced_columns(spark: Any, path: str) -> None:
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
     from cdrrating.spark import rate_spark, spark_schema  # noqa: PLC0415
@@ -368,7 +424,7 @@ def test_schema_columns_destination_and_replaced_columns(spark: Any) -> None:
     assert_same_rows(rated(few), want, ["cost_micros", "status"])
 
 
-def test_empty_dataframe(spark: Any) -> None:
+def test_empty_dataframe(spark: Any, path: str) -> None:
     from cdrrating.spark import rate_spark  # noqa: PLC0415
 
     table = cdr_rows(n=0)
@@ -408,7 +464,7 @@ def test_unusable_columns_are_refused_at_the_call(spark: Any) -> None:
 # -- the plan shipped once -------------------------------------------------------------------
 
 
-def test_plan_is_broadcast_once_and_loaded_once_per_worker_process(spark: Any) -> None:
+def test_plan_is_broadcast_once_and_loaded_once_per_worker_process(spark: Any, path: str) -> None:
     from cdrrating.spark import broadcast_plan, rate_spark  # noqa: PLC0415
 
     plan = RatePlan([Rate("4420", 2_500), Rate("44", 1_200)], currency="GBP", name="loads")

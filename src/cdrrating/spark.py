@@ -12,6 +12,12 @@ by the plan's content hash. Spark hands Arrow batches of
 joins them into batches of ``batch_rows`` rows before rating, since every rating call
 has a fixed cost.
 
+Two ways through Spark, picked by the columns: ``mapInArrow`` hands every column to
+Python and back; a DataFrame with :data:`PASSED_IN_JVM` or more columns that rating does
+not read goes through an Arrow UDF of the read columns instead (pyspark 4.1 and later),
+whose struct of charges becomes the added columns, so those other columns stay in the
+JVM. Either way the rows are the same.
+
 Time as Spark has it: a ``TimestampType`` column holds instants (the session time zone
 only changes how they are shown), so it is read as instants whatever
 ``spark.sql.session.timeZone`` says; a ``TimestampNTZType`` column holds wall-clock
@@ -26,7 +32,7 @@ import functools
 import os
 import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -34,7 +40,8 @@ import attrs
 try:
     import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
     from pyspark import Accumulator, AccumulatorParam, Broadcast
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import functions as sql
     from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
     from pyspark.sql.types import StructField, StructType
 except ImportError as _error:  # pragma: no cover - exercised by the import test in a subprocess
@@ -42,6 +49,12 @@ except ImportError as _error:  # pragma: no cover - exercised by the import test
         f"cdrrating.spark needs pyspark and pyarrow ({_error.name} is missing): "
         "pip install 'cdrrating[spark]'"
     ) from _error
+try:
+    from pyspark.sql.pandas.functions import arrow_udf
+
+    _ARROW_UDFS = True
+except ImportError:  # pragma: no cover - pyspark before 4.1: every frame goes through mapInArrow
+    _ARROW_UDFS = False
 
 # The "as" re-exports KEPT_PLANS: cdrrating.spark.KEPT_PLANS is a name users read.
 from cdrrating._worker_plans import KEPT_PLANS as KEPT_PLANS  # noqa: PLC0414
@@ -49,11 +62,26 @@ from cdrrating._worker_plans import PlanArg, WorkerPlans, plan_key
 from cdrrating.errors import ValidationError
 from cdrrating.frame import INPUT_COLUMNS, output_schema, rate_table
 
-__all__ = ["DEFAULT_BATCH_ROWS", "SparkPlan", "broadcast_plan", "rate_spark", "spark_schema"]
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "PASSED_IN_JVM",
+    "SparkPlan",
+    "broadcast_plan",
+    "rate_spark",
+    "spark_schema",
+]
 
 #: Rows a task rates in one call: Spark's Arrow batches (10,000 rows by default) are
 #: joined up to this many, so that the fixed cost of a call is paid rarely.
 DEFAULT_BATCH_ROWS = 131_072
+
+#: Columns rating does not read that a DataFrame may carry before ``rate_spark`` keeps
+#: them in the JVM. Handing a column to Python and back through Arrow costs the JVM more
+#: than queueing its rows beside an Arrow UDF of the read columns, but the queue holds
+#: every column, read ones too: on 2,000,000 CDRs with the six read columns the UDF cost
+#: 30 % more CPU than ``mapInArrow`` with one other column, as much with four, 17 % less
+#: with eight and 21 % less with sixteen.
+PASSED_IN_JVM = 8
 
 
 # -- the plan on the driver ------------------------------------------------------------------
@@ -199,6 +227,22 @@ def _rate(
     yield from rated.to_batches()
 
 
+def _charges(
+    shipment: _Shipment, options: _Options, read: tuple[str, ...], added: pa.Schema
+) -> Callable[[Iterator[tuple[pa.Array, ...]]], Iterator[pa.Array]]:
+    """The Arrow UDF that rates the ``read`` columns into a struct of the ``added`` ones."""
+
+    # Spark reads the UDF's kind from these annotations: they must stay as they are.
+    def charge(arrays: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+        batches = (pa.RecordBatch.from_arrays(list(columns), names=read) for columns in arrays)
+        for rated in _rate_partition(shipment, options, batches):
+            yield pa.StructArray.from_arrays(
+                [rated.column(name) for name in added.names], fields=list(added)
+            )
+
+    return charge
+
+
 # -- the public call -------------------------------------------------------------------------
 
 
@@ -267,6 +311,10 @@ def rate_spark(
     ``batch_rows``: each task rates its Arrow batches joined up to this many rows a
     call.
 
+    A DataFrame with :data:`PASSED_IN_JVM` (8) or more columns that rating does not read
+    is rated through an Arrow UDF of the columns it reads, the others kept in the JVM;
+    one with fewer is handed to Python whole through ``mapInArrow``, cheaper then.
+
     Nothing runs until an action (``count``, ``write``, ...) asks for the result.
     """
     if not isinstance(df, DataFrame):
@@ -294,4 +342,28 @@ def rate_spark(
     )
     schema = spark_schema(df.schema, columns=names, destination=destination)
     options = _Options(assume_tz, destination, None if names is None else tuple(names), batch_rows)
-    return df.mapInArrow(functools.partial(_rate_partition, shipped._shipment(), options), schema)
+    added = output_schema(pa.schema([]), columns=names, strings="plain", destination=destination)
+    kept = [f.name for f in schema.fields[: len(schema.fields) - len(added)]]
+    if not _ARROW_UDFS or sum(name not in INPUT_COLUMNS for name in kept) < PASSED_IN_JVM:
+        rate = functools.partial(_rate_partition, shipped._shipment(), options)
+        return df.mapInArrow(rate, schema)
+    # Many columns rating does not read: they stay in the JVM, and an Arrow UDF rates
+    # the read ones into one struct, its fields then made columns.
+    # pyspark's stubs overload arrow_udf for the UDF kinds it names, not for a struct
+    # result: typed as what it builds.
+    make_udf: Callable[..., Any] = arrow_udf
+    charge = make_udf(
+        _charges(shipped._shipment(), options, tuple(read.names), added),
+        StructType(schema.fields[len(kept) :]).simpleString(),
+    )
+    struct = "_charge"
+    while struct in df.columns:
+        struct += "_"
+    return df.select(*map(_column, kept), charge(*map(_column, read.names)).alias(struct)).select(
+        *map(_column, kept), *(sql.col(struct).getField(name).alias(name) for name in added.names)
+    )
+
+
+def _column(name: str) -> Column:
+    """The column named ``name``, whatever characters the name holds."""
+    return sql.col("`" + name.replace("`", "``") + "`")
