@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from unittest import mock
 
 import pytest
 
@@ -19,6 +20,7 @@ from cdrrating.frame import (  # noqa: E402
     ALL_OUTPUT_COLUMNS,
     OUTPUT_COLUMNS,
     STRINGS,
+    _driver,
     output_schema,
     rate_table,
 )
@@ -335,6 +337,35 @@ def test_threads_raise_for_the_first_bad_row_of_a_late_slice_worked_example() ->
     )
     with pytest.raises(ValidationError, match=r"^row 73: billsec: got -5.*\(2 bad row\(s\) in all"):
         rate_table(table, plan, errors="raise", threads=4)
+
+
+@SETTINGS
+@given(
+    setup=st.one_of(engines_agree.setups(), engines_agree.extreme_setups()),
+    chunk=st.integers(1, 12),
+    strings=st.sampled_from(STRINGS),
+)
+def test_a_large_table_rated_in_slices_is_the_table_rated_in_one_pass(
+    setup: tuple[Any, list[Any]], chunk: int, strings: Strings
+) -> None:
+    """rate_table rates a table of more than CHUNK_ROWS rows slice by slice: with the
+    slices made tiny, every column (and the first bad row's message) is what one pass
+    over the whole gives."""
+    target, calls = setup
+    table = engines_agree.table_of(calls * 3)
+
+    def rated(chunk_rows: int, **options: Any) -> Any:
+        with mock.patch.object(_driver, "CHUNK_ROWS", chunk_rows):
+            try:
+                return rate_table(table, target, destination=True, strings=strings, **options)
+            except ValidationError as error:
+                return str(error)
+
+    whole = rated(10**9)
+    assert isinstance(whole, pa.Table)
+    sliced = rated(chunk)
+    assert sliced.equals(whole)
+    assert rated(chunk, errors="raise") == rated(10**9, errors="raise")
 
 
 # -- output_schema -------------------------------------------------------------------------------
