@@ -14,9 +14,9 @@ The named baseline is **single-process ``rate_batches``** over the Parquet files
 process pinned to one CPU and Arrow on one thread: the per-core rate. Then:
 
 - **Dask**: a ``distributed.LocalCluster`` of 2 worker processes (1 thread each) with
-  the worker settings docs/scaleout.md recommends (``DASK_WORKER_CONFIG``: glibc's own
-  memory trimming, no sampling profiler, slower ticks), ``dd.read_parquet`` and
-  ``cdrrating.dask.rate_dask``;
+  the worker settings docs/scaleout.md recommends (``cdrrating.dask.WORKER_CONFIG``:
+  glibc's own memory trimming, no sampling profiler, slower ticks), ``dd.read_parquet``
+  and ``cdrrating.dask.rate_dask``;
 - **Spark**: ``local[2]`` with its default Arrow batch size (10,000 rows),
   ``spark.read.parquet`` and ``cdrrating.spark.rate_spark``, written to Spark's ``noop``
   sink.
@@ -74,17 +74,6 @@ TARGETS = {"dask": 1.5, "spark": 1.0}
 # The worker settings docs/scaleout.md recommends for rating: a worker's sampling
 # profiler and its event-loop and monitor ticks cost CPU for every second a task runs
 # (or the worker idles) and tell nothing a rating run needs.
-DASK_WORKER_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "1s",
-    "distributed.admin.system-monitor.interval": "2s",
-    "distributed.worker.memory.monitor-interval": "1s",
-    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's
-    # mmap threshold at 128 KiB: every array of more than 16,384 int64 is then mapped
-    # and unmapped afresh, page faults each time (a third more CPU for rating here).
-    # None unsets it (distributed's own convention for this setting).
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-}
 LABELS = {"base": "rate_batches, 1 process", "dask": "Dask LocalCluster", "spark": "Spark local[2]"}
 
 
@@ -233,7 +222,7 @@ def dask_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
     import dask.dataframe as dd  # noqa: PLC0415
     from distributed import Client, LocalCluster  # noqa: PLC0415
 
-    from cdrrating.dask import rate_dask, worker_plan_loads  # noqa: PLC0415
+    from cdrrating.dask import WORKER_CONFIG, rate_dask, worker_plan_loads  # noqa: PLC0415
 
     zeros = np.zeros(3 + len(STATUSES), np.uint64)
     # distributed leaves these constructors unannotated: typed as what they build.
@@ -252,7 +241,7 @@ def dask_engine(plan: RatePlan, where: Path, repeat: int) -> dict[str, Any]:
         return pd.DataFrame([digest(table).view(np.int64)])
 
     with (
-        dask.config.set(DASK_WORKER_CONFIG),
+        dask.config.set(WORKER_CONFIG),
         new_cluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,

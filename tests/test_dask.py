@@ -51,7 +51,13 @@ def dd() -> Any:
 @pytest.fixture(scope="module")
 def client(dd: Any) -> Iterator[Any]:
     distributed = _require("distributed")
+    import dask  # noqa: PLC0415  # (after _require: the skip names the extra)
+
+    from cdrrating.dask import WORKER_CONFIG  # noqa: PLC0415
+
+    # The cluster the docs recommend: the results must not depend on it.
     with (
+        dask.config.set(WORKER_CONFIG),
         distributed.LocalCluster(
             n_workers=2,
             processes=True,
@@ -258,6 +264,23 @@ def test_plan_is_shipped_once_and_loaded_once_per_worker(dd: Any, client: Any) -
     # Twenty-four tasks over two worker processes: at most one load in each.
     assert set(loads.values()) <= {0, 1}
     assert sum(loads.values()) >= 1
+
+
+def test_worker_config_reaches_the_workers(dd: Any, client: Any) -> None:
+    """WORKER_CONFIG, set before the cluster starts: the worker processes start without
+    the nanny's MALLOC_TRIM_THRESHOLD_, and without the sampling profiler."""
+
+    def seen() -> tuple[str | None, bool]:
+        import dask  # noqa: PLC0415  # (in the worker)
+
+        return (
+            os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            bool(dask.config.get("distributed.worker.profile.enabled")),
+        )
+
+    answers = client.run(seen)
+    assert len(answers) == 2
+    assert set(answers.values()) == {(None, False)}
 
 
 def test_default_client_is_used(dd: Any, client: Any) -> None:
