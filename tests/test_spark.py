@@ -290,6 +290,27 @@ def test_columns_rating_does_not_read_stay_in_the_jvm_when_many(
     assert taken(rate_spark(few, RATER), capsys) == "mapInArrow"
 
 
+def test_awkward_column_names_either_way(
+    spark: Any, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names Spark parses (a backtick, a dot: mapInArrow alone fails on either) and the
+    stand-in name such a column would take come back as they went in, with their rows."""
+    from cdrrating.spark import rate_spark, spark_schema  # noqa: PLC0415
+
+    table = cdr_rows(n=60, seed=17)
+    odd = ["with `tick`", "a.b", "_cdrrating_column_7", "``"]
+    for k, name in enumerate(odd):
+        table = table.append_column(name, pa.array([f"{k}:{i}" for i in range(table.num_rows)]))
+    df = spark.createDataFrame(table)
+    out = rate_spark(df, RATER)
+    assert taken(out, capsys) == path
+    assert out.schema == spark_schema(df.schema)
+    got = rated(out)
+    want = expected(table, RATER)
+    assert got.column_names == want.column_names
+    assert_same_rows(got, want)  # the pass-through columns too, by name
+
+
 def test_instants_are_instants_whatever_the_session_zone(spark: Any, path: str) -> None:
     from cdrrating.spark import rate_spark  # noqa: PLC0415
 

@@ -346,7 +346,28 @@ def rate_spark(
     kept = [f.name for f in schema.fields[: len(schema.fields) - len(added)]]
     if not _ARROW_UDFS or sum(name not in INPUT_COLUMNS for name in kept) < PASSED_IN_JVM:
         rate = functools.partial(_rate_partition, shipped._shipment(), options)
-        return df.mapInArrow(rate, schema)
+        if not any(_awkward(name) for name in df.columns):
+            return df.mapInArrow(rate, schema)
+        # Spark's mapInArrow reads its input columns by name, parsed: a name with a
+        # backtick or a dot fails there, even for batches returned unchanged. Such
+        # columns cross under stand-in names (rating never reads them) and get their
+        # own names back after.
+        taken = set(df.columns) | set(added.names)
+        stand_in: dict[str, str] = {}
+        for k, name in enumerate(df.columns):
+            if _awkward(name):
+                alias = f"_cdrrating_column_{k}"
+                while alias in taken:
+                    alias += "_"
+                taken.add(alias)
+                stand_in[name] = alias
+        renamed = df.select(*(_column(name).alias(stand_in.get(name, name)) for name in df.columns))
+        crossing = StructType(
+            [StructField(stand_in.get(f.name, f.name), f.dataType, f.nullable) for f in schema]
+        )
+        return renamed.mapInArrow(rate, crossing).select(
+            *(_column(c.name).alias(f.name) for c, f in zip(crossing, schema, strict=True))
+        )
     # Many columns rating does not read: they stay in the JVM, and an Arrow UDF rates
     # the read ones into one struct, its fields then made columns.
     # pyspark's stubs overload arrow_udf for the UDF kinds it names, not for a struct
@@ -362,6 +383,11 @@ def rate_spark(
     return df.select(*map(_column, kept), charge(*map(_column, read.names)).alias(struct)).select(
         *map(_column, kept), *(sql.col(struct).getField(name).alias(name) for name in added.names)
     )
+
+
+def _awkward(name: str) -> bool:
+    """Whether Spark would parse ``name`` as more than a plain column name."""
+    return "`" in name or "." in name
 
 
 def _column(name: str) -> Column:
