@@ -575,17 +575,18 @@ def _storage_error(error: SQLAlchemyError, what: str) -> StorageError:
 
 class _Base:
     _t: sa.Table
-    _kind: str
+    _kind: str  # what a record is, in messages
+    _table: str  # the attribute of Tables that holds the records
 
     def __init__(
         self,
-        engine: Engine | str | None,
+        engine: Engine | str | None = None,
         *,
-        tables: Tables | None,
-        clock: Clock,
-        cursor_key: bytes | str | None,
-        create: bool,
-        chunk_size: int,
+        tables: Tables | None = None,
+        clock: Clock = system_clock,
+        cursor_key: bytes | str | None = None,
+        create: bool = False,
+        chunk_size: int = _INSERT_CHUNK,
     ) -> None:
         self.engine = engine if isinstance(engine, Engine) else make_engine(engine)
         self.tables = tables if tables is not None else _DEFAULT_TABLES
@@ -604,6 +605,12 @@ class _Base:
                 self.tables.metadata.create_all(self.engine)
             except SQLAlchemyError as e:
                 raise _storage_error(e, "creating the tables") from e
+        self._t = getattr(self.tables, self._table)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Build the statements a repository runs often, once (building an ON CONFLICT
+        statement costs more than running it)."""
 
     # -- transactions: the one place driver errors are handled --------------------------------
 
@@ -817,26 +824,10 @@ class SQLCDRRepository(_Base):
 
     _kind = "CDR"
 
-    def __init__(
-        self,
-        engine: Engine | str | None = None,
-        *,
-        tables: Tables | None = None,
-        clock: Clock = system_clock,
-        cursor_key: bytes | str | None = None,
-        create: bool = False,
-        chunk_size: int = _INSERT_CHUNK,
-    ) -> None:
-        super().__init__(
-            engine,
-            tables=tables,
-            clock=clock,
-            cursor_key=cursor_key,
-            create=create,
-            chunk_size=chunk_size,
-        )
-        t = self._t = self.tables.cdrs
-        # Built once: building an ON CONFLICT statement costs more than running it.
+    _table = "cdrs"
+
+    def _prepare(self) -> None:
+        t = self._t
         dialect = self.engine.dialect
         upsert = _upsert_statement(self._dialect, t)
         self._upsert_many = _Prepared.of(upsert, dialect)
@@ -1065,25 +1056,7 @@ class SQLRateRepository(_Base):
 
     _kind = "rate"
 
-    def __init__(
-        self,
-        engine: Engine | str | None = None,
-        *,
-        tables: Tables | None = None,
-        clock: Clock = system_clock,
-        cursor_key: bytes | str | None = None,
-        create: bool = False,
-        chunk_size: int = _INSERT_CHUNK,
-    ) -> None:
-        super().__init__(
-            engine,
-            tables=tables,
-            clock=clock,
-            cursor_key=cursor_key,
-            create=create,
-            chunk_size=chunk_size,
-        )
-        self._t = self.tables.rates
+    _table = "rates"
 
     def __repr__(self) -> str:
         return f"<SQLRateRepository {self.engine.url.render_as_string()} table={self._t.name}>"
@@ -1278,25 +1251,9 @@ class SQLSessionRepository(_Base):
 
     _kind = "session"
 
-    def __init__(
-        self,
-        engine: Engine | str | None = None,
-        *,
-        tables: Tables | None = None,
-        clock: Clock = system_clock,
-        cursor_key: bytes | str | None = None,
-        create: bool = False,
-        chunk_size: int = _INSERT_CHUNK,
-    ) -> None:
-        super().__init__(
-            engine,
-            tables=tables,
-            clock=clock,
-            cursor_key=cursor_key,
-            create=create,
-            chunk_size=chunk_size,
-        )
-        self._t = self.tables.sessions
+    _table = "sessions"
+
+    def _prepare(self) -> None:
         self._upsert = _session_upsert(self._dialect, self._t)
 
     def __repr__(self) -> str:
