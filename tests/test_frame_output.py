@@ -368,6 +368,38 @@ def test_a_large_table_rated_in_slices_is_the_table_rated_in_one_pass(
     assert rated(chunk, errors="raise") == rated(10**9, errors="raise")
 
 
+# -- text columns --------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    size=st.sampled_from([0, 1, 5, 64, 65, 100, 300]),  # about the small-column path
+    count=st.sampled_from([1, 3, 8, 9, 40, 1_000]),  # about the handful and hashing paths
+    nulls=st.booleans(),
+    plain=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_a_text_column_is_its_values_in_the_order_rows_first_use_them(
+    size: int, count: int, nulls: bool, plain: bool, seed: int
+) -> None:
+    """Each way _text builds a column (a few rows in Python; a handful of values; many
+    rows; hashing) gives the column the rule defines: a row's value (null for -1), and a
+    dictionary of the values used, each once, in the order rows first use them."""
+    import numpy as np  # noqa: PLC0415
+
+    from cdrrating.frame._output import _text  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    # Some values twice, as when two plans share a prefix.
+    values = [f"v{k}" for k in rng.integers(0, count, count).tolist()]
+    codes = rng.integers(-1 if nulls else 0, len(values), size).astype(np.int32)
+    column = _text(codes, pa.array(values, pa.string()), plain, repeats=True)
+    assert column.to_pylist() == [None if c < 0 else values[c] for c in codes.tolist()]
+    if not plain:
+        first_use = list(dict.fromkeys(values[c] for c in codes.tolist() if c >= 0))
+        assert column.dictionary.to_pylist() == first_use
+
+
 # -- output_schema -------------------------------------------------------------------------------
 
 EXTRA_TYPES = [
